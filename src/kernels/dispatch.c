@@ -1,0 +1,112 @@
+/* Runtime CPU detection (cpuid, XCR0, the Linux AMX permission) and the one
+ * place that maps (op, shape, ISA level) to a kernel. */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+static uint64_t read_xcr0(void) {
+  uint32_t eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return ((uint64_t)edx << 32) | eax;
+}
+
+/* Linux refuses AMX tile data until the process asks for it once. */
+static int request_amx_permission(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+  const int ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+  return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+  return 0;
+#endif
+}
+#endif
+
+static unsigned g_mask;
+static char g_features[256];
+static int g_detected;
+
+static void add_feature(const char *name) {
+  size_t len = strlen(g_features);
+  snprintf(g_features + len, sizeof(g_features) - len, "%s%s", len ? " " : "", name);
+}
+
+static void detect(void) {
+  unsigned mask = 1u << MNQ_ISA_SCALAR;
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a, b, c, d;
+  unsigned b7 = 0, c7 = 0, d7 = 0, a7_1 = 0;
+  int osxsave = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d)) osxsave = (c >> 27) & 1;
+  const int has_fma = __get_cpuid(1, &a, &b, &c, &d) && ((c >> 12) & 1);
+  if (__get_cpuid_max(0, NULL) >= 7) {
+    __cpuid_count(7, 0, a, b7, c7, d7);
+    __cpuid_count(7, 1, a7_1, b, c, d);
+  }
+  const uint64_t xcr0 = osxsave ? read_xcr0() : 0;
+  const int os_avx = (xcr0 & 0x6) == 0x6;
+  const int os_avx512 = os_avx && (xcr0 & 0xe0) == 0xe0;
+  const int os_amx = (xcr0 & 0x60000) == 0x60000;
+  const int avx2 = os_avx && ((b7 >> 5) & 1) && has_fma;
+  const int avx_vnni = avx2 && ((a7_1 >> 4) & 1);
+  const int avx512 = os_avx512 && ((b7 >> 16) & 1) && ((b7 >> 17) & 1) && ((b7 >> 30) & 1) && ((b7 >> 31) & 1);
+  const int avx512vnni = avx512 && ((c7 >> 11) & 1);
+  const int amx = avx512vnni && os_amx && ((d7 >> 24) & 1) && ((d7 >> 25) & 1) && request_amx_permission();
+  if (avx2) { add_feature("avx2"); add_feature("fma"); mask |= 1u << MNQ_ISA_AVX2; }
+  if (avx_vnni) add_feature("avx-vnni");
+  if (avx512) add_feature("avx512f/bw/dq/vl");
+  if (avx512vnni) { add_feature("avx512-vnni"); mask |= 1u << MNQ_ISA_AVX512VNNI; }
+  if (amx) { add_feature("amx-int8"); mask |= 1u << MNQ_ISA_AMX; }
+#endif
+  if (!g_features[0]) add_feature("none beyond scalar");
+  g_mask = mask;
+}
+
+static void ensure_detected(void) {
+  /* cpuid is idempotent, so a race between first callers only repeats work */
+  if (!__atomic_load_n(&g_detected, __ATOMIC_ACQUIRE)) {
+    detect();
+    __atomic_store_n(&g_detected, 1, __ATOMIC_RELEASE);
+  }
+}
+
+unsigned mnq_isa_supported_mask(void) { ensure_detected(); return g_mask; }
+const char *mnq_cpu_features(void) { ensure_detected(); return g_features; }
+
+int mnq_isa_best(void) {
+  const unsigned mask = mnq_isa_supported_mask();
+  int best = MNQ_ISA_SCALAR;
+  for (int i = 0; i < MNQ_ISA_COUNT; i++)
+    if (mask & (1u << i)) best = i;
+  return best;
+}
+
+const char *mnq_isa_name(int isa) {
+  static const char *names[MNQ_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "amx"};
+  return (isa >= 0 && isa < MNQ_ISA_COUNT) ? names[isa] : "unknown";
+}
+
+#define USE(fn) (L->kernel = fn, L->kernel_name = #fn)
+
+int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len) {
+  (void)isa;
+  switch (L->d.op) {
+    case MNQ_OP_CONV: USE(mnq_conv_u8__scalar); break;
+    case MNQ_OP_DEPTHWISE: USE(mnq_dwconv_u8__scalar); break;
+    case MNQ_OP_POINTWISE: USE(mnq_pwconv_u8__scalar); break;
+    case MNQ_OP_AVGPOOL: USE(mnq_avgpool_u8__scalar); break;
+    case MNQ_OP_SOFTMAX: USE(mnq_softmax_u8__scalar); break;
+    case MNQ_OP_COPY: USE(mnq_copy_u8); break;
+    default:
+      if (err && err_len) snprintf(err, err_len, "no kernel for op %d", L->d.op);
+      return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,81 @@
+/* Shared by the executor and every kernel: the planned layer, the per-thread work
+ * slice, and the TFLite-exact fixed-point helpers that define "correct". */
+#ifndef MNQ_INTERNAL_H
+#define MNQ_INTERNAL_H
+
+#include <limits.h>
+#include <string.h>
+
+#include "mnq.h"
+
+typedef struct {
+  int part, nparts;   /* this thread's index and the thread count */
+  uint8_t *scratch;   /* this thread's scratch, mnq_layer.scratch_bytes long */
+} mnq_work;
+
+typedef struct mnq_layer mnq_layer;
+
+/* Every kernel: process this thread's share of the layer for the whole batch. */
+typedef void (*mnq_kernel_fn)(const mnq_layer *L, const uint8_t *in, uint8_t *out,
+                              int batch, const mnq_work *w);
+
+struct mnq_layer {
+  mnq_layer_desc d;
+  mnq_kernel_fn kernel;
+  const char *kernel_name;
+  /* Pointwise only: bias - in_zp * sum_k(w - w_zp), so that
+   * acc = bias_folded + sum_k x * (w - w_zp) exactly. */
+  int32_t *bias_folded;
+  void *packed;          /* kernel-specific weight layout, owned by the net */
+  size_t scratch_bytes;  /* per thread */
+};
+
+/* Split [0, total) evenly; this thread gets [*begin, *end). */
+static inline void mnq_partition(long total, const mnq_work *w, long *begin, long *end) {
+  long chunk = total / w->nparts, rem = total % w->nparts;
+  *begin = w->part * chunk + (w->part < rem ? w->part : rem);
+  *end = *begin + chunk + (w->part < rem ? 1 : 0);
+}
+
+/* ---- gemmlowp / TFLite fixed-point primitives (scalar definitions) ---- */
+
+/* round(a * b / 2^31), ties away from zero; the one overflow case saturates. */
+static inline int32_t mnq_srdhm(int32_t a, int32_t b) {
+  if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+  int64_t ab = (int64_t)a * (int64_t)b;
+  int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+  return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* x / 2^exponent rounded to nearest, ties away from zero. */
+static inline int32_t mnq_rdpot(int32_t x, int exponent) {
+  const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* TFLite MultiplyByQuantizedMultiplier (double rounding). The left shift wraps
+ * like TFLite's int32 multiply; accumulators of valid models never reach it. */
+static inline int32_t mnq_mul_by_multiplier(int32_t x, int32_t multiplier, int shift) {
+  const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+  return mnq_rdpot(mnq_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+}
+
+/* Accumulator -> clamped uint8 output of a conv-like layer. */
+static inline uint8_t mnq_requantize(int32_t acc, const mnq_layer_desc *d) {
+  int32_t y = mnq_mul_by_multiplier(acc, d->multiplier, d->shift) + d->out_zp;
+  if (y < d->act_min) y = d->act_min;
+  if (y > d->act_max) y = d->act_max;
+  return (uint8_t)y;
+}
+
+/* ---- scalar kernels: the oracle every fast kernel is tested against ---- */
+void mnq_conv_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_dwconv_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_pwconv_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_avgpool_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_softmax_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_copy_u8(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+
+#endif

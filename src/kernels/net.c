@@ -1,0 +1,191 @@
+/* The executor: validate layer descriptions, pick a kernel per layer once
+ * (dispatch.c), then run the whole network in one OpenMP parallel region. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "internal.h"
+
+/* Defined in dispatch.c. */
+int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len);
+
+struct mnq_net {
+  int num_layers;
+  int isa;
+  size_t scratch_per_thread;
+  mnq_layer *layers;
+};
+
+static long tensor_bytes(int h, int w, int c) { return (long)h * w * c; }
+
+static int fail(char *err, size_t err_len, const char *fmt, int layer, const char *what) {
+  if (err && err_len) snprintf(err, err_len, fmt, layer, what);
+  return -1;
+}
+
+/* Shapes must be self-consistent so no kernel can read or write out of bounds. */
+static int validate(const mnq_layer_desc *d, int i, char *err, size_t n) {
+  if (d->in_h <= 0 || d->in_w <= 0 || d->in_c <= 0 || d->out_h <= 0 || d->out_w <= 0 || d->out_c <= 0)
+    return fail(err, n, "layer %d: %s", i, "non-positive tensor dimension");
+  if (tensor_bytes(d->in_h, d->in_w, d->in_c) > (1L << 30) || tensor_bytes(d->out_h, d->out_w, d->out_c) > (1L << 30))
+    return fail(err, n, "layer %d: %s", i, "tensor larger than 1 GiB");
+  if (d->act_min < 0 || d->act_max > 255 || d->act_min > d->act_max)
+    return fail(err, n, "layer %d: %s", i, "activation range outside [0, 255]");
+  switch (d->op) {
+    case MNQ_OP_CONV: case MNQ_OP_DEPTHWISE: case MNQ_OP_POINTWISE: case MNQ_OP_AVGPOOL: {
+      if (d->k_h <= 0 || d->k_w <= 0 || d->stride_h <= 0 || d->stride_w <= 0 || d->pad_top < 0 || d->pad_left < 0)
+        return fail(err, n, "layer %d: %s", i, "bad kernel size, stride or padding");
+      /* every output position must see at least one input tap */
+      if ((long)(d->out_h - 1) * d->stride_h - d->pad_top >= d->in_h ||
+          (long)(d->out_w - 1) * d->stride_w - d->pad_left >= d->in_w ||
+          d->pad_top >= d->k_h || d->pad_left >= d->k_w)
+        return fail(err, n, "layer %d: %s", i, "output shape inconsistent with input, stride and padding");
+      if (d->op != MNQ_OP_AVGPOOL) {
+        if (!d->weights) return fail(err, n, "layer %d: %s", i, "missing weights");
+        if (d->multiplier < 0 || d->shift > 31 || d->shift < -31)
+          return fail(err, n, "layer %d: %s", i, "requantization multiplier out of range");
+        if (d->in_zp < 0 || d->in_zp > 255 || d->w_zp < 0 || d->w_zp > 255 || d->out_zp < 0 || d->out_zp > 255)
+          return fail(err, n, "layer %d: %s", i, "zero point outside [0, 255]");
+      } else if (d->in_c != d->out_c) {
+        return fail(err, n, "layer %d: %s", i, "average pool changes the channel count");
+      }
+      if (d->op == MNQ_OP_DEPTHWISE && d->in_c != d->out_c)
+        return fail(err, n, "layer %d: %s", i, "depthwise with depth multiplier other than 1");
+      if (d->op == MNQ_OP_POINTWISE &&
+          (d->k_h != 1 || d->k_w != 1 || d->stride_h != 1 || d->stride_w != 1 || d->pad_top || d->pad_left ||
+           d->in_h != d->out_h || d->in_w != d->out_w))
+        return fail(err, n, "layer %d: %s", i, "pointwise layer is not a 1x1 stride-1 conv");
+      return 0;
+    }
+    case MNQ_OP_SOFTMAX:
+      if (d->in_h != d->out_h || d->in_w != d->out_w || d->in_c != d->out_c)
+        return fail(err, n, "layer %d: %s", i, "softmax changes the shape");
+      if (d->softmax_left_shift < 0 || d->softmax_left_shift > 31 || d->softmax_diff_min > 0)
+        return fail(err, n, "layer %d: %s", i, "softmax scaling out of range");
+      return 0;
+    case MNQ_OP_COPY:
+      if (tensor_bytes(d->in_h, d->in_w, d->in_c) != tensor_bytes(d->out_h, d->out_w, d->out_c))
+        return fail(err, n, "layer %d: %s", i, "reshape changes the element count");
+      return 0;
+    default:
+      return fail(err, n, "layer %d: %s", i, "unknown op");
+  }
+}
+
+static int fold_pointwise_bias(mnq_layer *L) {
+  const mnq_layer_desc *d = &L->d;
+  L->bias_folded = malloc(sizeof(int32_t) * (size_t)d->out_c);
+  if (!L->bias_folded) return -1;
+  for (int n = 0; n < d->out_c; n++) {
+    int32_t wsum = 0;
+    for (int k = 0; k < d->in_c; k++) wsum += (int32_t)d->weights[(long)n * d->in_c + k] - d->w_zp;
+    L->bias_folded[n] = (d->bias ? d->bias[n] : 0) - d->in_zp * wsum;
+  }
+  return 0;
+}
+
+mnq_net *mnq_net_create(const mnq_layer_desc *layers, int num_layers, int isa, char *err, size_t err_len) {
+  if (err && err_len) err[0] = 0;
+  if (!layers || num_layers <= 0) {
+    fail(err, err_len, "layer %d: %s", 0, "no layers");
+    return NULL;
+  }
+  if (isa < 0 || isa >= MNQ_ISA_COUNT || !(mnq_isa_supported_mask() & (1u << isa))) {
+    if (err && err_len) snprintf(err, err_len, "instruction set '%s' is not supported by this CPU/OS", mnq_isa_name(isa));
+    return NULL;
+  }
+  for (int i = 0; i < num_layers; i++) {
+    if (validate(&layers[i], i, err, err_len)) return NULL;
+    if (i > 0 && tensor_bytes(layers[i - 1].out_h, layers[i - 1].out_w, layers[i - 1].out_c) !=
+                     tensor_bytes(layers[i].in_h, layers[i].in_w, layers[i].in_c)) {
+      fail(err, err_len, "layer %d: %s", i, "input size differs from the previous layer's output");
+      return NULL;
+    }
+  }
+  mnq_net *net = calloc(1, sizeof(*net));
+  if (!net || !(net->layers = calloc((size_t)num_layers, sizeof(mnq_layer)))) {
+    free(net);
+    fail(err, err_len, "layer %d: %s", 0, "out of memory");
+    return NULL;
+  }
+  net->num_layers = num_layers;
+  net->isa = isa;
+  for (int i = 0; i < num_layers; i++) {
+    mnq_layer *L = &net->layers[i];
+    L->d = layers[i];
+    if (L->d.op == MNQ_OP_POINTWISE && fold_pointwise_bias(L)) {
+      mnq_net_destroy(net);
+      fail(err, err_len, "layer %d: %s", i, "out of memory");
+      return NULL;
+    }
+    if (mnq_select_kernel(L, isa, err, err_len)) {
+      mnq_net_destroy(net);
+      return NULL;
+    }
+    if (L->scratch_bytes > net->scratch_per_thread) net->scratch_per_thread = L->scratch_bytes;
+  }
+  /* keep each thread's scratch on its own cache lines */
+  net->scratch_per_thread = (net->scratch_per_thread + 63) & ~(size_t)63;
+  return net;
+}
+
+void mnq_net_destroy(mnq_net *net) {
+  if (!net) return;
+  for (int i = 0; i < net->num_layers; i++) {
+    free(net->layers[i].bias_folded);
+    free(net->layers[i].packed);
+  }
+  free(net->layers);
+  free(net);
+}
+
+int mnq_net_num_layers(const mnq_net *net) { return net->num_layers; }
+int mnq_net_isa(const mnq_net *net) { return net->isa; }
+
+const char *mnq_net_kernel_name(const mnq_net *net, int layer) {
+  return (layer >= 0 && layer < net->num_layers) ? net->layers[layer].kernel_name : NULL;
+}
+
+size_t mnq_net_scratch_bytes(const mnq_net *net, int num_threads) {
+  return net->scratch_per_thread * (size_t)(num_threads > 0 ? num_threads : 1);
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t *scratch,
+                int num_threads, double *layer_seconds) {
+  if (!net || batch <= 0 || !tensors) return -1;
+  if (net->scratch_per_thread && !scratch) return -1;
+  for (int i = 0; i <= net->num_layers; i++)
+    if (!tensors[i]) return -1;
+  const int threads = num_threads > 0 ? num_threads : 1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
+#else
+    const int tid = 0, nthreads = 1;
+    (void)threads;
+#endif
+    const mnq_work w = {tid, nthreads, scratch ? scratch + (size_t)tid * net->scratch_per_thread : NULL};
+    for (int i = 0; i < net->num_layers; i++) {
+      const mnq_layer *L = &net->layers[i];
+      const double t0 = (layer_seconds && tid == 0) ? now_seconds() : 0.0;
+      L->kernel(L, tensors[i], tensors[i + 1], batch, &w);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+      if (layer_seconds && tid == 0) layer_seconds[i] = now_seconds() - t0;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,168 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Thin binding of the C net (src/kernels/mnq.h): build once, run with the GIL released."""
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport uint8_t, int32_t
+from libc.stdlib cimport malloc, free, calloc
+
+cnp.import_array()
+
+cdef extern from "mnq.h":
+    ctypedef struct mnq_layer_desc:
+        int op
+        int in_h, in_w, in_c, out_h, out_w, out_c
+        int k_h, k_w, stride_h, stride_w, pad_top, pad_left
+        int32_t in_zp, w_zp, out_zp, multiplier, shift, act_min, act_max
+        const uint8_t *weights
+        const int32_t *bias
+        int32_t softmax_multiplier, softmax_left_shift, softmax_diff_min
+    ctypedef struct mnq_net:
+        pass
+    unsigned mnq_isa_supported_mask()
+    int mnq_isa_best()
+    const char *mnq_isa_name(int isa)
+    const char *mnq_cpu_features()
+    mnq_net *mnq_net_create(const mnq_layer_desc *layers, int num_layers, int isa, char *err, size_t err_len)
+    void mnq_net_destroy(mnq_net *net)
+    const char *mnq_net_kernel_name(const mnq_net *net, int layer)
+    size_t mnq_net_scratch_bytes(const mnq_net *net, int num_threads) nogil
+    int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t *scratch,
+                    int num_threads, double *layer_seconds) nogil
+
+ISA_NAMES = tuple(mnq_isa_name(i).decode() for i in range(4))
+
+def supported_isas():
+    """Names of the instruction-set levels this CPU and OS can run."""
+    cdef unsigned mask = mnq_isa_supported_mask()
+    return [name for i, name in enumerate(ISA_NAMES) if mask & (1u << i)]
+
+
+def best_isa():
+    return ISA_NAMES[mnq_isa_best()]
+
+
+def cpu_features():
+    return mnq_cpu_features().decode()
+
+
+cdef class Net:
+    """A planned network: kernels chosen, weights packed. Immutable once built."""
+    cdef mnq_net *net
+    cdef readonly int num_layers
+    cdef readonly str isa
+    cdef readonly tuple tensor_sizes   # bytes per image of tensor i (0 = input)
+    cdef list _keepalive               # weight / bias arrays the C net points into
+
+    def __cinit__(self, list descs, str isa):
+        cdef int n = len(descs)
+        cdef char err[512]
+        cdef mnq_layer_desc *c_descs
+        cdef cnp.ndarray arr
+        if isa not in ISA_NAMES:
+            raise ValueError(f"unknown instruction set {isa!r}; choose from {', '.join(ISA_NAMES)}")
+        if n == 0:
+            raise ValueError("a network needs at least one layer")
+        c_descs = <mnq_layer_desc *>calloc(n, sizeof(mnq_layer_desc))
+        if c_descs == NULL:
+            raise MemoryError()
+        self._keepalive = []
+        try:
+            for i, d in enumerate(descs):
+                c_descs[i].op = d["op"]
+                c_descs[i].in_h, c_descs[i].in_w, c_descs[i].in_c = d["in_h"], d["in_w"], d["in_c"]
+                c_descs[i].out_h, c_descs[i].out_w, c_descs[i].out_c = d["out_h"], d["out_w"], d["out_c"]
+                c_descs[i].k_h, c_descs[i].k_w = d["k_h"], d["k_w"]
+                c_descs[i].stride_h, c_descs[i].stride_w = d["stride_h"], d["stride_w"]
+                c_descs[i].pad_top, c_descs[i].pad_left = d["pad_top"], d["pad_left"]
+                c_descs[i].in_zp, c_descs[i].w_zp, c_descs[i].out_zp = d["in_zp"], d["w_zp"], d["out_zp"]
+                c_descs[i].multiplier, c_descs[i].shift = d["multiplier"], d["shift"]
+                c_descs[i].act_min, c_descs[i].act_max = d["act_min"], d["act_max"]
+                c_descs[i].softmax_multiplier = d["softmax_multiplier"]
+                c_descs[i].softmax_left_shift = d["softmax_left_shift"]
+                c_descs[i].softmax_diff_min = d["softmax_diff_min"]
+                if d["weights"] is not None:
+                    arr = np.ascontiguousarray(d["weights"], dtype=np.uint8)
+                    if arr.size != _weight_count(d):
+                        raise ValueError(f"layer {i}: {arr.size} weights, expected {_weight_count(d)}")
+                    self._keepalive.append(arr)
+                    c_descs[i].weights = <const uint8_t *>cnp.PyArray_DATA(arr)
+                if d["bias"] is not None:
+                    arr = np.ascontiguousarray(d["bias"], dtype=np.int32)
+                    if arr.size != d["out_c"]:
+                        raise ValueError(f"layer {i}: {arr.size} biases, expected {d['out_c']}")
+                    self._keepalive.append(arr)
+                    c_descs[i].bias = <const int32_t *>cnp.PyArray_DATA(arr)
+            self.net = mnq_net_create(c_descs, n, ISA_NAMES.index(isa), err, sizeof(err))
+            if self.net == NULL:
+                raise ValueError(err.decode(errors="replace"))
+        finally:
+            free(c_descs)
+        self.num_layers = n
+        self.isa = isa
+        self.tensor_sizes = tuple([descs[0]["in_h"] * descs[0]["in_w"] * descs[0]["in_c"]] +
+                                  [d["out_h"] * d["out_w"] * d["out_c"] for d in descs])
+
+    def __dealloc__(self):
+        if self.net != NULL:
+            mnq_net_destroy(self.net)
+
+    def kernel_names(self):
+        return [mnq_net_kernel_name(self.net, i).decode() for i in range(self.num_layers)]
+
+    def scratch_bytes(self, int num_threads):
+        return mnq_net_scratch_bytes(self.net, num_threads)
+
+    def run(self, list tensors, int batch, int num_threads, cnp.ndarray scratch=None, bint profile=False):
+        """Run all layers. tensors[i] are C-contiguous uint8 arrays of at least
+        batch * tensor_sizes[i] bytes; 1..n are written. Returns per-layer seconds
+        when profile is true. The GIL is released while the network runs."""
+        cdef int n = self.num_layers, i, rc
+        cdef cnp.ndarray t
+        cdef uint8_t **ptrs
+        cdef double *seconds = NULL
+        cdef uint8_t *scratch_ptr = NULL
+        if len(tensors) != n + 1:
+            raise ValueError(f"expected {n + 1} tensors, got {len(tensors)}")
+        if batch <= 0:
+            raise ValueError("batch must be positive")
+        if num_threads <= 0:
+            raise ValueError("num_threads must be positive")
+        for i in range(n + 1):
+            t = tensors[i]
+            if t.dtype != np.uint8 or not t.flags.c_contiguous or (i > 0 and not t.flags.writeable):
+                raise ValueError(f"tensor {i} must be a C-contiguous (writeable) uint8 array")
+            if t.nbytes < batch * self.tensor_sizes[i]:
+                raise ValueError(f"tensor {i} holds {t.nbytes} bytes, needs {batch * self.tensor_sizes[i]}")
+        need = mnq_net_scratch_bytes(self.net, num_threads)
+        if need:
+            if scratch is None or scratch.dtype != np.uint8 or not scratch.flags.c_contiguous \
+                    or not scratch.flags.writeable or <size_t>scratch.nbytes < need:
+                raise ValueError(f"scratch must be a writeable uint8 array of at least {need} bytes")
+            scratch_ptr = <uint8_t *>cnp.PyArray_DATA(scratch)
+        ptrs = <uint8_t **>malloc((n + 1) * sizeof(uint8_t *))
+        if ptrs == NULL:
+            raise MemoryError()
+        if profile:
+            seconds = <double *>calloc(n, sizeof(double))
+            if seconds == NULL:
+                free(ptrs)
+                raise MemoryError()
+        try:
+            for i in range(n + 1):
+                ptrs[i] = <uint8_t *>cnp.PyArray_DATA(<cnp.ndarray>tensors[i])
+            with nogil:
+                rc = mnq_net_run(self.net, batch, ptrs, scratch_ptr, num_threads, seconds)
+            if rc != 0:
+                raise RuntimeError("mnq_net_run rejected its arguments")
+            if profile:
+                return [seconds[i] for i in range(n)]
+            return None
+        finally:
+            free(ptrs)
+            free(seconds)
+
+
+def _weight_count(d):
+    if d["op"] == 1:  # depthwise
+        return d["k_h"] * d["k_w"] * d["out_c"]
+    return d["out_c"] * d["k_h"] * d["k_w"] * d["in_c"]

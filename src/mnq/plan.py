@@ -1,0 +1,116 @@
+"""Layer list -> C layer descriptions, with TFLite's exact quantization math.
+
+Every number here reproduces what TFLite's kernels compute at Prepare time
+(quantization_util.cc, kernel_util.cc, padding.h); see docs/exactness.md.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import UnsupportedModelError
+from .graph import Graph, Layer
+
+OP_CODES = {"conv": 0, "depthwise": 1, "pointwise": 2, "avgpool": 3, "softmax": 4, "reshape": 5}
+
+
+def quantize_multiplier(real: float) -> tuple:
+    """TFLite QuantizeMultiplier: real = M * 2^(shift - 31), M in [2^30, 2^31)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    m = math.floor(q * (1 << 31) + 0.5)  # round half away from zero; q > 0 here
+    if m == 1 << 31:
+        m //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if shift > 30:
+        return (1 << 31) - 1, 30
+    return int(m), int(shift)
+
+
+def conv_multiplier(s_in: float, s_w: float, s_out: float) -> tuple:
+    """The product is taken in float32 first, exactly as TFLite does."""
+    product = np.float32(s_in) * np.float32(s_w)
+    return quantize_multiplier(float(product) / float(np.float32(s_out)))
+
+
+def _round_half_away(x: float) -> int:
+    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+
+
+def activation_range(activation: str, scale: float, zero_point: int) -> tuple:
+    """TFLite CalculateActivationRangeQuantized for uint8 (f / scale in float32)."""
+
+    def quantize(f):
+        return zero_point + _round_half_away(float(np.float32(f) / np.float32(scale)))
+
+    if activation == "RELU6":
+        return max(0, quantize(0.0)), min(255, quantize(6.0))
+    if activation == "RELU":
+        return max(0, quantize(0.0)), 255
+    return 0, 255
+
+
+def same_or_valid_padding(padding: str, in_size: int, k: int, stride: int) -> tuple:
+    """(out_size, pad_before) as TFLite computes them (pad_total // 2 before)."""
+    if padding == "SAME":
+        out = (in_size + stride - 1) // stride
+    else:
+        out = (in_size - k + stride) // stride
+    pad_total = max((out - 1) * stride + k - in_size, 0)
+    return out, pad_total // 2
+
+
+def softmax_params(beta: float, in_scale: float) -> tuple:
+    """TFLite PreprocessSoftmaxScaling + CalculateInputRadius, 5 integer bits."""
+    int_bits = 5
+    real = min(float(beta) * float(in_scale) * (1 << (31 - int_bits)), (1 << 31) - 1.0)
+    multiplier, left_shift = quantize_multiplier(real)
+    if left_shift < 0:
+        raise UnsupportedModelError(f"softmax input scale {in_scale} with beta {beta} is too small")
+    max_input_rescaled = ((1 << int_bits) - 1) * (1 << (31 - int_bits)) / (1 << left_shift)
+    return multiplier, left_shift, -int(math.floor(max_input_rescaled))
+
+
+def layer_desc(layer: Layer) -> dict:
+    """One C mnq_layer_desc as a dict (fields named as in mnq.h)."""
+    (in_h, in_w, in_c), (out_h, out_w, out_c) = layer.in_shape, layer.out_shape
+    d = dict(op=OP_CODES[layer.op], in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
+             k_h=1, k_w=1, stride_h=1, stride_w=1, pad_top=0, pad_left=0,
+             in_zp=layer.in_quant.zero_point, w_zp=0, out_zp=layer.out_quant.zero_point,
+             multiplier=0, shift=0, act_min=0, act_max=255, weights=None, bias=None,
+             softmax_multiplier=0, softmax_left_shift=0, softmax_diff_min=0)
+    if layer.op in ("conv", "depthwise", "avgpool"):
+        (kh, kw), (sh, sw) = layer.kernel, layer.stride
+        if sh < 1 or sw < 1 or kh < 1 or kw < 1:
+            raise UnsupportedModelError(f"layer '{layer.name}': kernel {layer.kernel}, stride {layer.stride}")
+        exp_h, pad_top = same_or_valid_padding(layer.padding, in_h, kh, sh)
+        exp_w, pad_left = same_or_valid_padding(layer.padding, in_w, kw, sw)
+        if (exp_h, exp_w) != (out_h, out_w):
+            raise UnsupportedModelError(
+                f"layer '{layer.name}': output {out_h}x{out_w} does not follow from input {in_h}x{in_w}, "
+                f"kernel {kh}x{kw}, stride {sh}x{sw}, {layer.padding} padding (expected {exp_h}x{exp_w})")
+        d.update(k_h=kh, k_w=kw, stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left)
+        d["act_min"], d["act_max"] = activation_range(layer.activation, layer.out_quant.scale,
+                                                      layer.out_quant.zero_point)
+    if layer.op in ("conv", "depthwise"):
+        if not 0 <= layer.weight_quant.zero_point <= 255 or not 0 <= layer.in_quant.zero_point <= 255:
+            raise UnsupportedModelError(f"layer '{layer.name}': zero point outside [0, 255]")
+        d["w_zp"] = layer.weight_quant.zero_point
+        d["multiplier"], d["shift"] = conv_multiplier(layer.in_quant.scale, layer.weight_quant.scale,
+                                                      layer.out_quant.scale)
+        d["weights"] = np.ascontiguousarray(layer.weights, dtype=np.uint8)
+        d["bias"] = None if layer.bias is None else np.ascontiguousarray(layer.bias, dtype=np.int32)
+        if layer.op == "conv" and layer.kernel == (1, 1) and layer.stride == (1, 1) and (in_h, in_w) == (out_h, out_w):
+            d["op"] = OP_CODES["pointwise"]
+    if layer.op == "softmax":
+        d["softmax_multiplier"], d["softmax_left_shift"], d["softmax_diff_min"] = softmax_params(
+            layer.beta, layer.in_quant.scale)
+    return d
+
+
+def plan(graph: Graph) -> list:
+    return [layer_desc(layer) for layer in graph.layers]

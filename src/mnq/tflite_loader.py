@@ -1,0 +1,265 @@
+"""Read a uint8 MobileNet-family .tflite flatbuffer into the layer list.
+
+Parsing uses the `tflite` schema package. Any structural damage in the file
+becomes ModelFormatError; a well-formed model mnq cannot run exactly becomes
+UnsupportedModelError naming the op or tensor.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tflite
+
+from .errors import ModelFormatError, UnsupportedModelError
+from .graph import Graph, Layer, Quant
+
+_OPS = {
+    tflite.BuiltinOperator.CONV_2D: "conv",
+    tflite.BuiltinOperator.DEPTHWISE_CONV_2D: "depthwise",
+    tflite.BuiltinOperator.AVERAGE_POOL_2D: "avgpool",
+    tflite.BuiltinOperator.SOFTMAX: "softmax",
+    tflite.BuiltinOperator.RESHAPE: "reshape",
+    tflite.BuiltinOperator.SQUEEZE: "reshape",
+}
+_ACTIVATIONS = {
+    tflite.ActivationFunctionType.NONE: "NONE",
+    tflite.ActivationFunctionType.RELU: "RELU",
+    tflite.ActivationFunctionType.RELU6: "RELU6",
+}
+_PADDINGS = {tflite.Padding.SAME: "SAME", tflite.Padding.VALID: "VALID"}
+_OP_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+_TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
+_ACT_NAMES = {v: k for k, v in vars(tflite.ActivationFunctionType).items() if not k.startswith("_")}
+
+
+def load_tflite(data: bytes, source: str = "") -> Graph:
+    """Parse .tflite bytes. Raises ModelFormatError or UnsupportedModelError."""
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelFormatError(f"{source or 'data'}: not a TFLite flatbuffer (no 'TFL3' identifier)")
+    try:
+        return _Reader(data, source).graph()
+    except (UnsupportedModelError, ModelFormatError):
+        raise
+    except Exception as exc:  # the schema reader fails in many ways on damaged bytes
+        raise ModelFormatError(f"{source}: corrupt or truncated TFLite file ({type(exc).__name__}: {exc})") from None
+
+
+class _Reader:
+    def __init__(self, data: bytes, source: str):
+        self.data = data
+        self.source = source
+        self.model = tflite.Model.GetRootAsModel(data, 0)
+
+    def fail(self, msg):
+        return UnsupportedModelError(f"{self.source}: {msg}")
+
+    def graph(self) -> Graph:
+        m = self.model
+        if m.Version() != 3:
+            raise ModelFormatError(f"{self.source}: TFLite schema version {m.Version()}, expected 3")
+        if m.SubgraphsLength() != 1:
+            raise self.fail(f"{m.SubgraphsLength()} subgraphs; mnq runs single-subgraph models only")
+        self.sg = m.Subgraphs(0)
+        sg = self.sg
+        if sg.InputsLength() != 1 or sg.OutputsLength() != 1:
+            raise self.fail("the model must have exactly one input and one output tensor")
+        input_index = int(sg.Inputs(0))
+        in_t = self.tensor(input_index)
+        in_shape = self.shape(in_t, input_index)
+        if len(in_shape) != 4 or in_shape[0] != 1:
+            raise self.fail(f"input tensor '{self.name(input_index)}' has shape {in_shape}; expected [1,H,W,C]")
+        self.check_uint8(input_index)
+
+        layers = []
+        current = input_index
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            layer, inputs, out_index = self.layer(op, i)
+            if inputs[0] != current:
+                raise self.fail(f"operator {i} ({layer.op}) does not consume the previous operator's output; "
+                                "mnq runs sequential (chain) networks only")
+            layers.append(layer)
+            current = out_index
+        if not layers:
+            raise self.fail("the model has no operators")
+        if current != int(sg.Outputs(0)):
+            raise self.fail("the last operator's output is not the model output")
+        return Graph(
+            layers=layers,
+            input_name=self.name(input_index),
+            input_shape=tuple(in_shape[1:]),
+            input_quant=self.quant(input_index),
+            source=self.source,
+        )
+
+    # ---- tensors ----
+    def tensor(self, index):
+        if not 0 <= index < self.sg.TensorsLength():
+            raise ModelFormatError(f"{self.source}: tensor index {index} out of range")
+        return self.sg.Tensors(index)
+
+    def name(self, index):
+        raw = self.tensor(index).Name()
+        return raw.decode("utf-8", "replace") if raw else f"tensor_{index}"
+
+    def shape(self, t, index):
+        shape = [int(v) for v in t.ShapeAsNumpy()] if t.ShapeLength() else []
+        if any(v <= 0 or v > 1 << 24 for v in shape):
+            raise ModelFormatError(f"{self.source}: tensor '{self.name(index)}' has invalid shape {shape}")
+        return shape
+
+    def check_uint8(self, index, expected=tflite.TensorType.UINT8):
+        t = self.tensor(index)
+        if t.Type() != expected:
+            raise self.fail(f"tensor '{self.name(index)}' has type {_TYPE_NAMES.get(t.Type(), t.Type())}; "
+                            f"expected {_TYPE_NAMES[expected]} (mnq runs uint8-quantized models)")
+
+    def quant(self, index):
+        q = self.tensor(index).Quantization()
+        if q is None or q.ScaleLength() == 0 or q.ZeroPointLength() == 0:
+            raise self.fail(f"tensor '{self.name(index)}' has no quantization parameters")
+        if q.ScaleLength() != 1 or q.ZeroPointLength() != 1:
+            raise self.fail(f"tensor '{self.name(index)}' is quantized per channel ({q.ScaleLength()} scales); "
+                            "mnq supports per-tensor quantization only")
+        scale = float(np.float32(q.Scale(0)))
+        zp = int(q.ZeroPoint(0))
+        if not (np.isfinite(scale) and scale > 0):
+            raise self.fail(f"tensor '{self.name(index)}' has invalid scale {scale}")
+        return Quant(scale, zp)
+
+    def constant(self, index, dtype, shape):
+        t = self.tensor(index)
+        b = t.Buffer()
+        if not 0 < b < self.model.BuffersLength():
+            raise ModelFormatError(f"{self.source}: constant tensor '{self.name(index)}' has no data buffer")
+        buf = self.model.Buffers(b)
+        count = int(np.prod(shape))
+        nbytes = count * np.dtype(dtype).itemsize
+        if buf.DataLength():
+            raw = buf.DataAsNumpy()
+            if raw.size != nbytes:
+                raise ModelFormatError(f"{self.source}: tensor '{self.name(index)}' holds {raw.size} bytes, "
+                                       f"its shape {list(shape)} needs {nbytes}")
+            return np.frombuffer(raw.tobytes(), dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype).reshape(shape)
+        offset, size = int(buf.Offset()), int(buf.Size())
+        if offset > 1 and size == nbytes and offset + size <= len(self.data):
+            return np.frombuffer(self.data, dtype=np.dtype(dtype).newbyteorder("<"), count=count,
+                                 offset=offset).astype(dtype).reshape(shape)
+        raise ModelFormatError(f"{self.source}: tensor '{self.name(index)}' data is missing or the wrong size")
+
+    # ---- operators ----
+    def layer(self, op, i):
+        m = self.model
+        idx = op.OpcodeIndex()
+        if not 0 <= idx < m.OperatorCodesLength():
+            raise ModelFormatError(f"{self.source}: operator {i} has invalid opcode index {idx}")
+        oc = m.OperatorCodes(idx)
+        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        kind = _OPS.get(code)
+        if kind is None:
+            what = _OP_NAMES.get(code, f"builtin code {code}")
+            if code == tflite.BuiltinOperator.CUSTOM:
+                what = f"CUSTOM ({(oc.CustomCode() or b'?').decode('utf-8', 'replace')})"
+            raise self.fail(f"operator {i} is {what}; mnq supports CONV_2D, DEPTHWISE_CONV_2D, "
+                            "AVERAGE_POOL_2D, RESHAPE, SQUEEZE and SOFTMAX")
+        inputs = [int(v) for v in op.InputsAsNumpy()] if op.InputsLength() else []
+        outputs = [int(v) for v in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        if not inputs or len(outputs) != 1:
+            raise ModelFormatError(f"{self.source}: operator {i} ({kind}) has malformed inputs/outputs")
+        x, y = inputs[0], outputs[0]
+        self.check_uint8(x)
+        self.check_uint8(y)
+        in_shape, out_shape = self.shape(self.tensor(x), x), self.shape(self.tensor(y), y)
+        layer = Layer(op=kind, name=self.name(y), in_shape=_hwc(in_shape), out_shape=_hwc(out_shape),
+                      in_quant=self.quant(x), out_quant=self.quant(y))
+        if len(in_shape) not in (2, 4) or len(out_shape) not in (2, 4) or in_shape[0] != 1 or out_shape[0] != 1:
+            raise self.fail(f"operator {i} ({kind}): tensors must be [1,H,W,C] or [1,C], "
+                            f"got {in_shape} -> {out_shape}")
+        getattr(self, "_" + kind)(layer, op, inputs, i)
+        return layer, inputs, y
+
+    def options(self, op, cls, i, kind):
+        table = op.BuiltinOptions()
+        if table is None:
+            raise ModelFormatError(f"{self.source}: operator {i} ({kind}) has no options")
+        opts = cls()
+        opts.Init(table.Bytes, table.Pos)
+        return opts
+
+    def activation(self, opts, i, kind):
+        act = opts.FusedActivationFunction()
+        if act not in _ACTIVATIONS:
+            raise self.fail(f"operator {i} ({kind}) has fused activation {_ACT_NAMES.get(act, act)}; "
+                            "mnq supports NONE, RELU and RELU6")
+        return _ACTIVATIONS[act]
+
+    def padding(self, opts, i, kind):
+        if opts.Padding() not in _PADDINGS:
+            raise ModelFormatError(f"{self.source}: operator {i} ({kind}) has unknown padding {opts.Padding()}")
+        return _PADDINGS[opts.Padding()]
+
+    def _conv_common(self, layer, op, inputs, i, opts, weight_shape_of):
+        if len(inputs) < 2:
+            raise ModelFormatError(f"{self.source}: operator {i} ({layer.op}) has no filter input")
+        if opts.DilationHFactor() != 1 or opts.DilationWFactor() != 1:
+            raise self.fail(f"operator {i} ({layer.op}) '{layer.name}' uses dilation "
+                            f"{opts.DilationHFactor()}x{opts.DilationWFactor()}; mnq supports dilation 1 only")
+        w = inputs[1]
+        self.check_uint8(w)
+        wshape = self.shape(self.tensor(w), w)
+        if len(wshape) != 4:
+            raise ModelFormatError(f"{self.source}: filter '{self.name(w)}' has shape {wshape}")
+        layer.weights = weight_shape_of(self.constant(w, np.uint8, wshape))
+        layer.weight_quant = self.quant(w)
+        layer.kernel = (wshape[1], wshape[2])
+        layer.stride = (opts.StrideH(), opts.StrideW())
+        layer.padding = self.padding(opts, i, layer.op)
+        layer.activation = self.activation(opts, i, layer.op)
+        if len(inputs) > 2 and inputs[2] >= 0:
+            self.check_uint8(inputs[2], tflite.TensorType.INT32)
+            layer.bias = self.constant(inputs[2], np.int32, [layer.out_shape[2]])
+        return wshape
+
+    def _conv(self, layer, op, inputs, i):
+        opts = self.options(op, tflite.Conv2DOptions, i, "conv")
+        wshape = self._conv_common(layer, op, inputs, i, opts, lambda w: w)
+        if wshape[0] != layer.out_shape[2] or wshape[3] != layer.in_shape[2]:
+            raise ModelFormatError(f"{self.source}: conv '{layer.name}' filter {wshape} does not match "
+                                   f"{layer.in_shape} -> {layer.out_shape}")
+
+    def _depthwise(self, layer, op, inputs, i):
+        opts = self.options(op, tflite.DepthwiseConv2DOptions, i, "depthwise")
+        if layer.out_shape[2] != layer.in_shape[2]:
+            raise self.fail(f"depthwise '{layer.name}' has depth multiplier "
+                            f"{layer.out_shape[2] / layer.in_shape[2]:g}; mnq supports 1 only")
+        wshape = self._conv_common(layer, op, inputs, i, opts, lambda w: w[0])
+        if wshape[0] != 1 or wshape[3] != layer.out_shape[2]:
+            raise ModelFormatError(f"{self.source}: depthwise '{layer.name}' filter {wshape} does not match "
+                                   f"{layer.out_shape[2]} channels")
+
+    def _avgpool(self, layer, op, inputs, i):
+        opts = self.options(op, tflite.Pool2DOptions, i, "avgpool")
+        layer.kernel = (opts.FilterHeight(), opts.FilterWidth())
+        layer.stride = (opts.StrideH(), opts.StrideW())
+        layer.padding = self.padding(opts, i, "avgpool")
+        layer.activation = self.activation(opts, i, "avgpool")
+
+    def _softmax(self, layer, op, inputs, i):
+        opts = self.options(op, tflite.SoftmaxOptions, i, "softmax")
+        layer.beta = float(np.float32(opts.Beta()))
+        q = layer.out_quant
+        if q.zero_point != 0 or q.scale != float(np.float32(1 / 256)):
+            raise self.fail(f"softmax output '{layer.name}' is quantized with scale {q.scale}, zero point "
+                            f"{q.zero_point}; TFLite's uint8 softmax requires 1/256 and 0")
+        if layer.in_shape != layer.out_shape:
+            raise ModelFormatError(f"{self.source}: softmax '{layer.name}' changes the shape")
+
+    def _reshape(self, layer, op, inputs, i):
+        if np.prod(layer.in_shape) != np.prod(layer.out_shape):
+            raise ModelFormatError(f"{self.source}: reshape '{layer.name}' changes the element count")
+        if layer.in_quant != layer.out_quant:
+            raise self.fail(f"reshape '{layer.name}' changes the quantization; mnq expects a pure reshape")
+
+
+def _hwc(shape):
+    """[1,H,W,C] -> (H,W,C); [1,C] -> (1,1,C)."""
+    return tuple(shape[1:]) if len(shape) == 4 else (1, 1, shape[-1]) if shape else (1, 1, 1)
