@@ -95,18 +95,39 @@ const char *mnq_isa_name(int isa) {
 
 #define USE(fn) (L->kernel = fn, L->kernel_name = #fn)
 
-int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len) {
+/* Each op's choice lives in its own function: the fastest kernel at or below
+ * `isa` that handles this layer's shape, else the scalar oracle. A kernel that
+ * needs packed weights or scratch sets L->packed / L->scratch_bytes here. */
+
+static int select_conv(mnq_layer *L, int isa) {
   (void)isa;
+  USE(mnq_conv_u8__scalar);
+  return 0;
+}
+
+static int select_pointwise(mnq_layer *L, int isa) {
+  (void)isa;
+  USE(mnq_pwconv_u8__scalar);
+  return 0;
+}
+
+static int select_depthwise(mnq_layer *L, int isa) {
+  (void)isa;
+  USE(mnq_dwconv_u8__scalar);
+  return 0;
+}
+
+int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len) {
+  int rc = 0;
   switch (L->d.op) {
-    case MNQ_OP_CONV: USE(mnq_conv_u8__scalar); break;
-    case MNQ_OP_DEPTHWISE: USE(mnq_dwconv_u8__scalar); break;
-    case MNQ_OP_POINTWISE: USE(mnq_pwconv_u8__scalar); break;
+    case MNQ_OP_CONV: rc = select_conv(L, isa); break;
+    case MNQ_OP_POINTWISE: rc = select_pointwise(L, isa); break;
+    case MNQ_OP_DEPTHWISE: rc = select_depthwise(L, isa); break;
     case MNQ_OP_AVGPOOL: USE(mnq_avgpool_u8__scalar); break;
     case MNQ_OP_SOFTMAX: USE(mnq_softmax_u8__scalar); break;
     case MNQ_OP_COPY: USE(mnq_copy_u8); break;
-    default:
-      if (err && err_len) snprintf(err, err_len, "no kernel for op %d", L->d.op);
-      return -1;
+    default: rc = -1;
   }
-  return 0;
+  if (rc && err && err_len) snprintf(err, err_len, "no kernel for layer (op %d): out of memory or unknown op", L->d.op);
+  return rc;
 }
