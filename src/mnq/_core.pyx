@@ -166,3 +166,29 @@ def _weight_count(d):
     if d["op"] == 1:  # depthwise
         return d["k_h"] * d["k_w"] * d["out_c"]
     return d["out_c"] * d["k_h"] * d["k_w"] * d["in_c"]
+
+
+# ---- the scalar fixed-point primitives, exposed so tests can pin them down ----
+cdef extern from "internal.h":
+    int32_t mnq_srdhm(int32_t a, int32_t b)
+    int32_t mnq_rdpot(int32_t x, int exponent)
+    int32_t mnq_mul_by_multiplier(int32_t x, int32_t multiplier, int shift)
+
+
+def srdhm(int32_t a, int32_t b):
+    """SaturatingRoundingDoublingHighMul."""
+    return mnq_srdhm(a, b)
+
+
+def rdpot(int32_t x, int exponent):
+    """RoundingDivideByPOT (0 <= exponent <= 31)."""
+    if not 0 <= exponent <= 31:
+        raise ValueError("exponent must be in [0, 31]")
+    return mnq_rdpot(x, exponent)
+
+
+def mul_by_multiplier(int32_t x, int32_t multiplier, int shift):
+    """MultiplyByQuantizedMultiplier (double rounding)."""
+    if not -31 <= shift <= 30:
+        raise ValueError("shift must be in [-31, 30]")
+    return mnq_mul_by_multiplier(x, multiplier, shift)

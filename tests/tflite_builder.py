@@ -1,0 +1,237 @@
+"""Write small uint8 .tflite files for tests: synthetic MobileNet-family members
+and deliberately unsupported variants, built with the flatbuffers schema API."""
+import flatbuffers
+import numpy as np
+import tflite
+
+CODES = {"conv": tflite.BuiltinOperator.CONV_2D, "depthwise": tflite.BuiltinOperator.DEPTHWISE_CONV_2D,
+         "avgpool": tflite.BuiltinOperator.AVERAGE_POOL_2D, "softmax": tflite.BuiltinOperator.SOFTMAX,
+         "reshape": tflite.BuiltinOperator.RESHAPE, "add": tflite.BuiltinOperator.ADD}
+ACTS = {"NONE": 0, "RELU": 1, "RELU6": 3, "TANH": 4}
+PADS = {"SAME": tflite.Padding.SAME, "VALID": tflite.Padding.VALID}
+
+
+def out_size(padding, n, k, s, dilation=1):
+    k = (k - 1) * dilation + 1
+    return (n + s - 1) // s if padding == "SAME" else (n - k + s) // s
+
+
+def random_network(rng, size=(13, 11), channels=(3, 8, 12), depth=2, strides=(2, 1), paddings=("SAME", "VALID"),
+                   acts=("RELU6", "RELU", "NONE"), classes=10, kernel=3):
+    """A MobileNet-shaped chain: conv, [depthwise, pointwise]*depth, avgpool, 1x1 logits, reshape, softmax."""
+    def q():
+        return float(rng.uniform(0.01, 0.1)), int(rng.integers(0, 256))
+
+    ops, c = [], channels[0]
+    ops.append(dict(op="conv", out_c=channels[1], k=(kernel, kernel), stride=(strides[0],) * 2,
+                    padding=paddings[0], act=acts[0], w_quant=q(), out_quant=q()))
+    c = channels[1]
+    for i in range(depth):
+        ops.append(dict(op="depthwise", out_c=c, k=(3, 3), stride=(strides[i % len(strides)],) * 2,
+                        padding=paddings[i % len(paddings)], act=acts[i % len(acts)], w_quant=q(), out_quant=q()))
+        c2 = channels[2] if i == depth - 1 else c + 4
+        ops.append(dict(op="conv", out_c=c2, k=(1, 1), stride=(1, 1), padding="SAME",
+                        act=acts[(i + 1) % len(acts)], w_quant=q(), out_quant=q()))
+        c = c2
+    ops.append(dict(op="avgpool", k="global", stride=(1, 1), padding="VALID", act="NONE"))
+    ops.append(dict(op="conv", out_c=classes, k=(1, 1), stride=(1, 1), padding="SAME", act="NONE",
+                    w_quant=q(), out_quant=(float(rng.uniform(0.05, 0.2)), int(rng.integers(40, 200)))))
+    ops.append(dict(op="reshape"))
+    ops.append(dict(op="softmax", beta=1.0))
+    return dict(input=(size[0], size[1], channels[0]), input_quant=(1 / 128, 128), ops=ops)
+
+
+def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1):
+    """spec: {'input': (H,W,C), 'input_quant': (scale, zp), 'ops': [...]} -> .tflite bytes.
+    Each op dict: op, and as needed out_c, k, stride, padding, act, w_quant (a (scale, zp)
+    pair, or lists for per-channel), out_quant, dilation, beta. Weights and biases are random."""
+    rng = rng or np.random.default_rng(0)
+    b = flatbuffers.Builder(1024)
+    tensors, buffers, operators = [], [b""], []  # buffer 0 is the empty sentinel
+
+    def add_tensor(name, shape, ttype, quant, data=None):
+        buffers.append(b"" if data is None else data.tobytes())
+        tensors.append((name, list(shape), ttype, quant, len(buffers) - 1))
+        return len(tensors) - 1
+
+    h, w, c = spec["input"]
+    cur = add_tensor("input", (1, h, w, c), input_type, spec["input_quant"])
+    cur_quant, shape = spec["input_quant"], (h, w, c)
+    for i, op in enumerate(spec["ops"]):
+        kind, name = op["op"], f"layer{i}_{op['op']}"
+        inputs, options = [cur], None
+        h, w, c = shape if len(shape) == 3 else (1, 1, shape[0])
+        if kind in ("conv", "depthwise"):
+            kh, kw = op["k"]
+            sh, sw = op["stride"]
+            dil = op.get("dilation", 1)
+            oc = op["out_c"]
+            wq = op["w_quant"]
+            wshape = (oc, kh, kw, c) if kind == "conv" else (1, kh, kw, oc)
+            wt = rng.integers(0, 256, wshape, dtype=np.uint8)
+            scales = wq[0] if isinstance(wq[0], list) else [wq[0]]
+            bias = rng.integers(-3000, 3000, oc, dtype=np.int32)
+            inputs.append(add_tensor(name + "/weights", wshape, tflite.TensorType.UINT8, wq, wt))
+            inputs.append(add_tensor(name + "/bias", (oc,), tflite.TensorType.INT32,
+                                     (cur_quant[0] * scales[0], 0), bias))
+            shape = (out_size(op["padding"], h, kh, sh, dil), out_size(op["padding"], w, kw, sw, dil), oc)
+            options = (kind, op)
+        elif kind == "avgpool":
+            k = (h, w) if op["k"] == "global" else op["k"]
+            op = dict(op, k=k)
+            shape = (out_size(op["padding"], h, k[0], op["stride"][0]), out_size(op["padding"], w, k[1], op["stride"][1]), c)
+            options = (kind, op)
+        elif kind == "reshape":
+            shape = (int(np.prod(shape)),)
+            inputs.append(add_tensor(name + "/shape", (2,), tflite.TensorType.INT32, None,
+                                     np.array([1, shape[0]], np.int32)))
+        elif kind == "add":
+            inputs.append(cur)
+        elif kind == "softmax":
+            options = (kind, op)
+        out_quant = op.get("out_quant", (1 / 256, 0) if kind == "softmax" else cur_quant)
+        out_type = op.get("out_type", tflite.TensorType.UINT8)
+        cur = add_tensor(name, (1,) + tuple(shape), out_type, out_quant)
+        cur_quant = out_quant
+        operators.append((kind, inputs, cur, options))
+
+    # ---- serialize (children before parents, as flatbuffers requires) ----
+    def vec_i32(values, start):
+        start(b, len(values))
+        for v in reversed(values):
+            b.PrependInt32(int(v))
+        return b.EndVector()
+
+    def quant_table(quant):
+        if quant is None:
+            return None
+        scales = quant[0] if isinstance(quant[0], list) else [quant[0]]
+        zps = quant[1] if isinstance(quant[1], list) else [quant[1]]
+        tflite.QuantizationParametersStartScaleVector(b, len(scales))
+        for s in reversed(scales):
+            b.PrependFloat32(s)
+        sv = b.EndVector()
+        tflite.QuantizationParametersStartZeroPointVector(b, len(zps))
+        for z in reversed(zps):
+            b.PrependInt64(z)
+        zv = b.EndVector()
+        tflite.QuantizationParametersStart(b)
+        tflite.QuantizationParametersAddScale(b, sv)
+        tflite.QuantizationParametersAddZeroPoint(b, zv)
+        return tflite.QuantizationParametersEnd(b)
+
+    tensor_offsets = []
+    for name, shp, ttype, quant, buf in tensors:
+        n = b.CreateString(name)
+        sv = vec_i32(shp, tflite.TensorStartShapeVector)
+        qt = quant_table(quant)
+        tflite.TensorStart(b)
+        tflite.TensorAddShape(b, sv)
+        tflite.TensorAddType(b, ttype)
+        tflite.TensorAddBuffer(b, buf)
+        tflite.TensorAddName(b, n)
+        if qt is not None:
+            tflite.TensorAddQuantization(b, qt)
+        tensor_offsets.append(tflite.TensorEnd(b))
+
+    def options_table(kind, op):
+        act = ACTS[op.get("act", "NONE")]
+        if kind == "conv":
+            tflite.Conv2DOptionsStart(b)
+            tflite.Conv2DOptionsAddPadding(b, PADS[op["padding"]])
+            tflite.Conv2DOptionsAddStrideH(b, op["stride"][0])
+            tflite.Conv2DOptionsAddStrideW(b, op["stride"][1])
+            tflite.Conv2DOptionsAddFusedActivationFunction(b, act)
+            tflite.Conv2DOptionsAddDilationHFactor(b, op.get("dilation", 1))
+            tflite.Conv2DOptionsAddDilationWFactor(b, op.get("dilation", 1))
+            return tflite.BuiltinOptions.Conv2DOptions, tflite.Conv2DOptionsEnd(b)
+        if kind == "depthwise":
+            tflite.DepthwiseConv2DOptionsStart(b)
+            tflite.DepthwiseConv2DOptionsAddPadding(b, PADS[op["padding"]])
+            tflite.DepthwiseConv2DOptionsAddStrideH(b, op["stride"][0])
+            tflite.DepthwiseConv2DOptionsAddStrideW(b, op["stride"][1])
+            tflite.DepthwiseConv2DOptionsAddDepthMultiplier(b, op.get("depth_multiplier", 1))
+            tflite.DepthwiseConv2DOptionsAddFusedActivationFunction(b, act)
+            tflite.DepthwiseConv2DOptionsAddDilationHFactor(b, op.get("dilation", 1))
+            tflite.DepthwiseConv2DOptionsAddDilationWFactor(b, op.get("dilation", 1))
+            return tflite.BuiltinOptions.DepthwiseConv2DOptions, tflite.DepthwiseConv2DOptionsEnd(b)
+        if kind == "avgpool":
+            tflite.Pool2DOptionsStart(b)
+            tflite.Pool2DOptionsAddPadding(b, PADS[op["padding"]])
+            tflite.Pool2DOptionsAddStrideH(b, op["stride"][0])
+            tflite.Pool2DOptionsAddStrideW(b, op["stride"][1])
+            tflite.Pool2DOptionsAddFilterHeight(b, op["k"][0])
+            tflite.Pool2DOptionsAddFilterWidth(b, op["k"][1])
+            tflite.Pool2DOptionsAddFusedActivationFunction(b, act)
+            return tflite.BuiltinOptions.Pool2DOptions, tflite.Pool2DOptionsEnd(b)
+        tflite.SoftmaxOptionsStart(b)
+        tflite.SoftmaxOptionsAddBeta(b, op.get("beta", 1.0))
+        return tflite.BuiltinOptions.SoftmaxOptions, tflite.SoftmaxOptionsEnd(b)
+
+    kinds = list(dict.fromkeys(k for k, *_ in operators))
+    op_offsets = []
+    for kind, inputs, out, options in operators:
+        iv = vec_i32(inputs, tflite.OperatorStartInputsVector)
+        ov = vec_i32([out], tflite.OperatorStartOutputsVector)
+        opt = options_table(*options) if options else None
+        tflite.OperatorStart(b)
+        tflite.OperatorAddOpcodeIndex(b, kinds.index(kind))
+        tflite.OperatorAddInputs(b, iv)
+        tflite.OperatorAddOutputs(b, ov)
+        if opt:
+            tflite.OperatorAddBuiltinOptionsType(b, opt[0])
+            tflite.OperatorAddBuiltinOptions(b, opt[1])
+        op_offsets.append(tflite.OperatorEnd(b))
+
+    def vec_offsets(offsets, start):
+        start(b, len(offsets))
+        for o in reversed(offsets):
+            b.PrependUOffsetTRelative(o)
+        return b.EndVector()
+
+    subgraph_offsets = []
+    for _ in range(subgraphs):
+        tv = vec_offsets(tensor_offsets, tflite.SubGraphStartTensorsVector)
+        opv = vec_offsets(op_offsets, tflite.SubGraphStartOperatorsVector)
+        inv = vec_i32([0], tflite.SubGraphStartInputsVector)
+        outv = vec_i32([cur], tflite.SubGraphStartOutputsVector)
+        tflite.SubGraphStart(b)
+        tflite.SubGraphAddTensors(b, tv)
+        tflite.SubGraphAddOperators(b, opv)
+        tflite.SubGraphAddInputs(b, inv)
+        tflite.SubGraphAddOutputs(b, outv)
+        subgraph_offsets.append(tflite.SubGraphEnd(b))
+
+    code_offsets = []
+    for kind in kinds:
+        tflite.OperatorCodeStart(b)
+        tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(CODES[kind], 127))
+        tflite.OperatorCodeAddBuiltinCode(b, CODES[kind])
+        tflite.OperatorCodeAddVersion(b, 1)
+        code_offsets.append(tflite.OperatorCodeEnd(b))
+
+    buffer_offsets = []
+    for data in buffers:
+        dv = None
+        if data:
+            b.StartVector(1, len(data), 16)
+            b.head = b.head - len(data)
+            b.Bytes[b.head:b.head + len(data)] = data
+            dv = b.EndVector()
+        tflite.BufferStart(b)
+        if dv is not None:
+            tflite.BufferAddData(b, dv)
+        buffer_offsets.append(tflite.BufferEnd(b))
+
+    sgv = vec_offsets(subgraph_offsets, tflite.ModelStartSubgraphsVector)
+    ocv = vec_offsets(code_offsets, tflite.ModelStartOperatorCodesVector)
+    bv = vec_offsets(buffer_offsets, tflite.ModelStartBuffersVector)
+    desc = b.CreateString("mnq test model")
+    tflite.ModelStart(b)
+    tflite.ModelAddVersion(b, 3)
+    tflite.ModelAddOperatorCodes(b, ocv)
+    tflite.ModelAddSubgraphs(b, sgv)
+    tflite.ModelAddDescription(b, desc)
+    tflite.ModelAddBuffers(b, bv)
+    b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
