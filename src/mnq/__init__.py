@@ -6,11 +6,17 @@ from .model import Model, load
 __version__ = "0.1.0"
 
 
-def info() -> dict:
-    """Version, detected CPU features, and the instruction-set levels usable here."""
+def info(model: "Model" = None) -> dict:
+    """Version, detected CPU features, the instruction-set levels usable here and,
+    given a model, its level and the kernel chosen for each layer."""
     from ._core import best_isa
 
-    return {"version": __version__, "cpu_features": cpu_features(), "isas": supported_isas(), "best_isa": best_isa()}
+    result = {"version": __version__, "cpu_features": cpu_features(), "isas": supported_isas(),
+              "best_isa": best_isa()}
+    if model is not None:
+        result["model_isa"] = model.isa
+        result["kernels"] = list(zip(model.layer_names, model.kernels))
+    return result
 
 
 __all__ = ["load", "Model", "ModelFormatError", "UnsupportedModelError", "info", "cpu_features", "supported_isas"]

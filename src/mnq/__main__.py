@@ -1,4 +1,4 @@
-"""Command line: `python -m mnq classify IMAGE... --model PATH` and `python -m mnq info`."""
+"""Command line: `python -m mnq classify|info|profile`."""
 from __future__ import annotations
 
 import argparse
@@ -42,13 +42,31 @@ def classify(args) -> int:
 def info(args) -> int:
     import mnq
 
-    for key, value in mnq.info().items():
+    model = mnq.load(args.model, isa=args.isa) if args.model else None
+    details = mnq.info(model)
+    kernels = details.pop("kernels", [])
+    for key, value in details.items():
         print(f"{key}: {value}")
-    if args.model:
-        model = mnq.load(args.model, isa=args.isa)
+    if model is not None:
         print(f"model: {model!r}")
-        for name, kernel in zip(model.layer_names, model.kernels):
+        for name, kernel in kernels:
             print(f"  {kernel:36s} {name.split(';')[0]}")
+    return 0
+
+
+def profile(args) -> int:
+    import mnq
+
+    model = mnq.load(_model_path(args.model), num_threads=args.threads, isa=args.isa)
+    x = np.random.default_rng(0).integers(0, 256, (args.batch,) + model.input_shape, dtype=np.uint8)
+    model.run(x)  # warm up: page in weights and workspaces
+    rows = model.profile(x, repeats=args.repeats)
+    total = sum(r[2] for r in rows)
+    print(f"{model!r}, batch {args.batch}, median of {args.repeats} runs")
+    print(f"{'ms':>8} {'%':>6}  {'kernel':36s} layer")
+    for name, kernel, seconds in rows:
+        print(f"{seconds * 1e3:8.3f} {100 * seconds / total:6.1f}  {kernel:36s} {name.split(';')[0]}")
+    print(f"{total * 1e3:8.3f} {100.0:6.1f}  total")
     return 0
 
 
@@ -66,11 +84,20 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="model file to plan")
     p.add_argument("--isa", default=None)
     p.set_defaults(func=info)
+    p = sub.add_parser("profile", help="time per layer on random input")
+    p.add_argument("--model", help="model file (.tflite); default: env MNQ_MODEL")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--isa", default=None)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=20)
+    p.set_defaults(func=profile)
     args = parser.parse_args(argv)
     if getattr(args, "top_k", 1) < 1:
         parser.error("--top-k must be at least 1")
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except (ValueError, OSError) as exc:
         print(f"mnq: error: {exc}", file=sys.stderr)
         return 2

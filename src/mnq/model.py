@@ -49,7 +49,7 @@ def read_graph(path: Union[str, os.PathLike]) -> Graph:
     data = path.read_bytes()  # FileNotFoundError / PermissionError speak for themselves
     if len(data) >= 8 and data[4:8] == b"TFL3":
         return load_tflite(data, source=str(path))
-    raise ModelFormatError(f"{path}: unrecognised model format (expected a .tflite flatbuffer)")
+    raise ModelFormatError(f"{path}: not a TFLite flatbuffer (no 'TFL3' file identifier)")
 
 
 def _labels_from(path: Path, num_classes: int, explicit) -> Optional[list]:
