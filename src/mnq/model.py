@@ -13,6 +13,8 @@ import numpy as np
 from . import _core
 from .errors import ModelFormatError
 from .graph import Graph
+from .mnq_format import MAGIC as MNQ_MAGIC
+from .mnq_format import decode as decode_mnq
 from .plan import plan
 from .tflite_loader import load_tflite
 
@@ -45,23 +47,25 @@ def read_graph(path: Union[str, os.PathLike]) -> Graph:
     """Parse a model file into the layer list, by content rather than extension."""
     path = Path(path)
     if path.is_dir():
-        raise ModelFormatError(f"{path}: is a directory; mnq.load expects a .tflite file")
+        raise ModelFormatError(f"{path}: is a directory; mnq.load expects a .tflite or .mnq file")
     data = path.read_bytes()  # FileNotFoundError / PermissionError speak for themselves
     if len(data) >= 8 and data[4:8] == b"TFL3":
         return load_tflite(data, source=str(path))
-    raise ModelFormatError(f"{path}: not a TFLite flatbuffer (no 'TFL3' file identifier)")
+    if data[:8] == MNQ_MAGIC:
+        return decode_mnq(data, source=str(path))
+    raise ModelFormatError(f"{path}: neither a TFLite flatbuffer (no 'TFL3' file identifier) nor an .mnq file")
 
 
-def _labels_from(path: Path, num_classes: int, explicit) -> Optional[list]:
-    """Explicit list or file; else labels embedded in the .tflite (metadata zip) or
-    a labels file beside the model, used only if it has one line per class."""
+def _labels_from(path: Path, num_classes: int, explicit, embedded=None) -> Optional[list]:
+    """Explicit list or file; else labels embedded in the model (.mnq labels, .tflite
+    metadata zip) or a labels file beside it, used only if it has one line per class."""
     if explicit is not None:
         labels = list(explicit) if not isinstance(explicit, (str, os.PathLike)) else \
             Path(explicit).read_text(encoding="utf-8").splitlines()
         if len(labels) != num_classes:
             raise ValueError(f"{len(labels)} labels given for a model with {num_classes} classes")
         return labels
-    candidates = []
+    candidates = [embedded] if embedded else []
     try:
         with zipfile.ZipFile(path) as zf:  # TFLite metadata appends a zip of associated files
             for name in zf.namelist():
@@ -99,8 +103,7 @@ class Model:
         self.num_threads = num_threads
         out_h, out_w, out_c = graph.layers[-1].out_shape
         self.num_outputs = out_h * out_w * out_c
-        self.labels = _labels_from(Path(graph.source), self.num_outputs, labels) \
-            if graph.source or labels is not None else None
+        self.labels = _labels_from(Path(graph.source), self.num_outputs, labels, graph.labels)
         self._workspaces: list = []
         self._lock = threading.Lock()
 
@@ -267,7 +270,7 @@ class Model:
 
 def load(path: Union[str, os.PathLike], num_threads: Optional[int] = None, isa: Optional[str] = None,
          labels: Union[None, str, os.PathLike, Sequence[str]] = None) -> Model:
-    """Load a uint8 MobileNet-family model (.tflite).
+    """Load a uint8 MobileNet-family model (.tflite or .mnq).
 
     num_threads: OpenMP threads per inference (default: all available cores).
     isa: force an instruction-set level ('scalar', 'avx2', 'avx512vnni', 'amx');
