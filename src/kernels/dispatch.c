@@ -111,8 +111,33 @@ static int select_pointwise(mnq_layer *L, int isa) {
   return 0;
 }
 
+#ifdef MNQ_X86_KERNELS
+#include "x86/dwconv3x3_pack.h"
+int mnq_dwconv3x3_u8_prepare__avx2(mnq_layer *L);
+void mnq_dwconv3x3s1_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_dwconv3x3s2_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L);
+void mnq_dwconv3x3s1_u8__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_dwconv3x3s2_u8__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+#endif
+
 static int select_depthwise(mnq_layer *L, int isa) {
+#ifdef MNQ_X86_KERNELS
+  if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX512VNNI) {
+    if (mnq_dwconv3x3_u8_prepare__avx512vnni(L)) return -1;
+    if (L->d.stride_h == 1) USE(mnq_dwconv3x3s1_u8__avx512vnni);
+    else USE(mnq_dwconv3x3s2_u8__avx512vnni);
+    return 0;
+  }
+  if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX2) {
+    if (mnq_dwconv3x3_u8_prepare__avx2(L)) return -1;
+    if (L->d.stride_h == 1) USE(mnq_dwconv3x3s1_u8__avx2);
+    else USE(mnq_dwconv3x3s2_u8__avx2);
+    return 0;
+  }
+#else
   (void)isa;
+#endif
   USE(mnq_dwconv_u8__scalar);
   return 0;
 }
