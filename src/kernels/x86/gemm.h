@@ -17,7 +17,7 @@
 typedef struct {
   int k;            /* GEMM depth: bytes of one activation row that count */
   int kgroups;      /* k-groups of 4 stored per N-block (>= ceil(k/4)) */
-  int n, np;        /* output channels, rounded up to 16 */
+  int n, np;        /* output channels, rounded up to 16 (AMX: 32) */
   int32_t zw_corr;  /* 128 - w_zp: weight offset folded onto the row sums */
   int32_t *bias;    /* np entries, bias_folded padded with zeros */
   int8_t *w;        /* 64-byte aligned */
@@ -25,8 +25,8 @@ typedef struct {
 
 /* Weights [n][k] uint8 (row-major, k contiguous) -> packed; NULL when out of memory. */
 static inline mnq_gemm_packed *mnq_gemm_pack(const uint8_t *weights, const int32_t *bias_folded, int n, int k,
-                                             int w_zp, int k_align) {
-  const int kp = (k + k_align - 1) / k_align * k_align, np = (n + 15) / 16 * 16;
+                                             int w_zp, int k_align, int n_align) {
+  const int kp = (k + k_align - 1) / k_align * k_align, np = (n + n_align - 1) / n_align * n_align;
   const size_t head = (sizeof(mnq_gemm_packed) + 63) & ~(size_t)63;
   const size_t bias_bytes = ((size_t)np * 4 + 63) & ~(size_t)63;
   void *mem = NULL;
@@ -49,12 +49,13 @@ static inline mnq_gemm_packed *mnq_gemm_pack(const uint8_t *weights, const int32
   return P;
 }
 
-/* This thread's share of an M x N GEMM: rows [*m0, *m1) and 16-column blocks
- * [*b0, *b1). Rows are split unless there are fewer rows than columns (late
+/* This thread's share of an M x N GEMM: rows [*m0, *m1) and column blocks
+ * [*b0, *b1) of `width` columns. Rows are split unless there are fewer rows than columns (late
  * layers: 25 pixels x 1024 channels), where splitting columns halves each
  * thread's weight traffic and keeps 2 threads from being slower than 1. */
-static inline void mnq_gemm_split(long m, int n, const mnq_work *w, long *m0, long *m1, int *b0, int *b1) {
-  const int blocks = (n + 15) / 16;
+static inline void mnq_gemm_split(long m, int n, int width, const mnq_work *w, long *m0, long *m1, int *b0,
+                                  int *b1) {
+  const int blocks = (n + width - 1) / width;
   if (w->nparts > 1 && m < n && blocks >= w->nparts) {
     long lo, hi;
     mnq_partition(blocks, w, &lo, &hi);
@@ -65,39 +66,13 @@ static inline void mnq_gemm_split(long m, int n, const mnq_work *w, long *m0, lo
   }
 }
 
-/* im2col for rows [r0, r0 + rows) of a conv's output pixels (batch folded into
- * rows): each row is the k_h*k_w*in_c taps in weight order, then zeros up to lda.
- * Taps outside the image get in_zp, so they add in_zp * (w - w_zp), which the
- * conv's folded bias (taken over all taps) cancels exactly. */
-static inline void mnq_im2col(const mnq_layer_desc *d, const uint8_t *in, long r0, long rows, uint8_t *buf, int lda) {
-  const int C = d->in_c, kwc = d->k_w * C;
-  for (long r = r0; r < r0 + rows; r++) {
-    uint8_t *row = buf + (r - r0) * lda;
-    const long img = r / ((long)d->out_h * d->out_w);
-    const int oy = (int)(r / d->out_w % d->out_h), ox = (int)(r % d->out_w);
-    const int ix0 = ox * d->stride_w - d->pad_left;
-    for (int ky = 0; ky < d->k_h; ky++) {
-      uint8_t *dst = row + ky * kwc;
-      const int iy = oy * d->stride_h - d->pad_top + ky;
-      if (iy < 0 || iy >= d->in_h) {
-        memset(dst, d->in_zp, (size_t)kwc);
-        continue;
-      }
-      const uint8_t *src = in + ((img * d->in_h + iy) * d->in_w) * C;
-      for (int kx = 0; kx < d->k_w; kx++) {
-        const int ix = ix0 + kx;
-        if (ix < 0 || ix >= d->in_w) memset(dst + kx * C, d->in_zp, (size_t)C);
-        else memcpy(dst + kx * C, src + (long)ix * C, (size_t)C);
-      }
-    }
-    memset(row + d->k_h * kwc, 0, (size_t)(lda - d->k_h * kwc));
-  }
-}
-
 /* Rows of the im2col matrix a conv kernel builds at a time, per thread. */
 #define MNQ_IM2COL_ROWS 192
 
 void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_pwconv_u8_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+/* Per-thread scratch of the AMX kernel: int32 C block, A rows padded to 64, alignment slack. */
+#define MNQ_AMX_SCRATCH(k) (32 * 32 * 4 + 32 * (size_t)(((k) + 63) & ~63) + 64)
 
 #endif
