@@ -153,6 +153,12 @@ static int select_pointwise(mnq_layer *L, int isa) {
     USE(mnq_pwconv_u8_6x64__avx512vnni);
     return 0;
   }
+  if (isa >= MNQ_ISA_AVX2) {
+    if (!(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp))) return -1;
+    L->scratch_bytes = MNQ_AVX2_SCRATCH(d->in_c);
+    USE(mnq_pwconv_u8_6x16__avx2);
+    return 0;
+  }
 #endif
   (void)isa;
   USE(mnq_pwconv_u8__scalar);

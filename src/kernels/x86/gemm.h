@@ -49,6 +49,33 @@ static inline mnq_gemm_packed *mnq_gemm_pack(const uint8_t *weights, const int32
   return P;
 }
 
+/* AVX2 layout (no u8 x s8 dot product that cannot saturate): the same header
+ * with w as int16 (w - w_zp) in [np/8][kgroups = ceil(k/2)][8 lanes][2 k], so
+ * vpmaddwd needs no row-sum correction (zw_corr = 0). */
+static inline mnq_gemm_packed *mnq_gemm_pack_i16(const uint8_t *weights, const int32_t *bias_folded, int n, int k,
+                                                 int w_zp) {
+  const int kp = (k + 1) & ~1, np = (n + 7) & ~7;
+  const size_t head = (sizeof(mnq_gemm_packed) + 63) & ~(size_t)63;
+  const size_t bias_bytes = ((size_t)np * 4 + 63) & ~(size_t)63;
+  void *mem = NULL;
+  if (posix_memalign(&mem, 64, head + bias_bytes + (size_t)np * kp * 2)) return NULL;
+  mnq_gemm_packed *P = mem;
+  P->k = k;
+  P->kgroups = kp / 2;
+  P->n = n;
+  P->np = np;
+  P->zw_corr = 0;
+  P->bias = (int32_t *)((uint8_t *)mem + head);
+  P->w = (int8_t *)((uint8_t *)mem + head + bias_bytes);
+  int16_t *w16 = (int16_t *)P->w;
+  for (int j = 0; j < np; j++) P->bias[j] = j < n ? bias_folded[j] : 0;
+  for (int j = 0; j < np; j++)
+    for (int kk = 0; kk < kp; kk++)
+      w16[((long)(j / 8) * P->kgroups + kk / 2) * 16 + (j % 8) * 2 + kk % 2] =
+          (int16_t)(j < n && kk < k ? (int)weights[(long)j * k + kk] - w_zp : 0);
+  return P;
+}
+
 /* This thread's share of an M x N GEMM: rows [*m0, *m1) and column blocks
  * [*b0, *b1) of `width` columns. Rows are split unless there are fewer rows than columns (late
  * layers: 25 pixels x 1024 channels), where splitting columns halves each
@@ -71,6 +98,10 @@ static inline void mnq_gemm_split(long m, int n, int width, const mnq_work *w, l
 
 void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+/* Per-thread scratch of the AVX2 kernel: activations widened to int16, a chunk of rows. */
+#define MNQ_AVX2_CHUNK 96
+#define MNQ_AVX2_SCRATCH(k) ((size_t)MNQ_AVX2_CHUNK * (((k) + 1) & ~1) * 2 + 64)
 void mnq_pwconv_u8_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 /* Per-thread scratch of the AMX kernel: int32 C block, A rows padded to 64, alignment slack. */
 #define MNQ_AMX_SCRATCH(k) (32 * 32 * 4 + 32 * (size_t)(((k) + 63) & ~63) + 64)
