@@ -121,10 +121,15 @@ static inline void copy512(uint8_t *dst, const uint8_t *src, long n) {
 static void im2col512(const mnq_layer_desc *d, const uint8_t *in, long r0, long rows, uint8_t *buf, int lda) {
   const int C = d->in_c, kwc = d->k_w * C;
   const __m512i zp = _mm512_set1_epi8((char)d->in_zp);
+  /* walk (image, oy, ox) incrementally: a division per row cost more than the copies */
+  long img = r0 / ((long)d->out_h * d->out_w);
+  int oy = (int)(r0 / d->out_w % d->out_h), ox = (int)(r0 % d->out_w) - 1;
   for (long r = r0; r < r0 + rows; r++) {
+    if (++ox == d->out_w) {
+      ox = 0;
+      if (++oy == d->out_h) oy = 0, img++;
+    }
     uint8_t *row = buf + (r - r0) * lda;
-    const long img = r / ((long)d->out_h * d->out_w);
-    const int oy = (int)(r / d->out_w % d->out_h), ox = (int)(r % d->out_w);
     const int ix0 = ox * d->stride_w - d->pad_left;
     /* in-image taps of one kernel row are contiguous in NHWC */
     const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = d->in_w - ix0 < d->k_w ? d->in_w - ix0 : d->k_w;
