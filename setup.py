@@ -39,7 +39,8 @@ class BuildWithIsaFlags(build_ext):
 
 core = Extension(
     "mnq._core",
-    sources=["src/mnq/_core.pyx", "src/kernels/net.c", "src/kernels/dispatch.c"] + sorted(glob("src/kernels/ref/*.c")),
+    sources=["src/mnq/_core.pyx", "src/kernels/net.c", "src/kernels/dispatch.c"] + sorted(glob("src/kernels/ref/*.c"))
+    + sorted(glob("src/kernels/generic/*.c")),
     include_dirs=["src/kernels", np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + ([("MNQ_X86_KERNELS", "1")] if IS_X86 else []),
     extra_compile_args=COMMON_FLAGS + SANITIZE,

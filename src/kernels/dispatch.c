@@ -196,14 +196,34 @@ static int select_depthwise(mnq_layer *L, int isa) {
   return 0;
 }
 
+/* Pooling and softmax are a sliver of the time: one portable fast path each. */
+static int select_avgpool(mnq_layer *L, int isa) {
+  if (isa == MNQ_ISA_SCALAR) {
+    USE(mnq_avgpool_u8__scalar);
+  } else {
+    USE(mnq_avgpool_u8_channels);
+    L->scratch_bytes = sizeof(int32_t) * (size_t)L->d.in_c;
+  }
+  return 0;
+}
+
+static int select_softmax(mnq_layer *L, int isa) {
+  if (isa == MNQ_ISA_SCALAR) {
+    USE(mnq_softmax_u8__scalar);
+    return 0;
+  }
+  USE(mnq_softmax_u8_lut);
+  return mnq_softmax_u8_lut_pack(L);
+}
+
 int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len) {
   int rc = 0;
   switch (L->d.op) {
     case MNQ_OP_CONV: rc = select_conv(L, isa); break;
     case MNQ_OP_POINTWISE: rc = select_pointwise(L, isa); break;
     case MNQ_OP_DEPTHWISE: rc = select_depthwise(L, isa); break;
-    case MNQ_OP_AVGPOOL: USE(mnq_avgpool_u8__scalar); break;
-    case MNQ_OP_SOFTMAX: USE(mnq_softmax_u8__scalar); break;
+    case MNQ_OP_AVGPOOL: rc = select_avgpool(L, isa); break;
+    case MNQ_OP_SOFTMAX: rc = select_softmax(L, isa); break;
     case MNQ_OP_COPY: USE(mnq_copy_u8); break;
     default: rc = -1;
   }
