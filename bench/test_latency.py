@@ -18,8 +18,9 @@ import pytest
 import mnq
 from mnq import _core
 
-# Interpreter's default resolver applies the XNNPACK delegate; the other runs TFLite's own kernels.
-TFLITE_RESOLVERS = {"xnnpack": "AUTO", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
+# Interpreter's default resolver applies the XNNPACK delegate; "builtin" runs TFLite's own
+# optimized kernels; "reference" its reference kernels, the ones mnq's output is defined by.
+TFLITE_RESOLVERS = {"xnnpack": "AUTO", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "reference": "BUILTIN_REF"}
 
 
 def tflite_runner(litert, model_path, resolver, threads, batch):
