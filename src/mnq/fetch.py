@@ -98,6 +98,8 @@ def _download(url: str, target: Path, progress: bool) -> str:
                 digest.update(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))
+    except http.client.IncompleteRead:
+        raise FetchError(f"download of {url} was cut off after {received} of {expected} bytes") from None
     except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead, disk full
         raise FetchError(f"download of {url} failed after {received} bytes: {type(exc).__name__}: {exc}") from None
     if expected is not None and received != expected:

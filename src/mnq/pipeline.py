@@ -83,12 +83,12 @@ def decode(path: str, size: tuple) -> Item:
 
 
 def _describe(exc: OSError) -> str:
-    if exc.strerror:  # FileNotFoundError, PermissionError, ...: without the repeated path
-        return exc.strerror.lower() if exc.strerror[0].isupper() else exc.strerror
+    if exc.errno is not None and exc.strerror:  # missing, permission denied, ...: without the path again
+        return exc.strerror[0].lower() + exc.strerror[1:]
     text = str(exc)
     if text.startswith("cannot identify image file"):
         return "not an image Pillow can read (empty, corrupt or unsupported format)"
-    return text
+    return f"cannot decode image: {text}"
 
 
 def decoded(paths: Iterable[str], size: tuple, workers: int, lookahead: int) -> Iterator[Item]:
