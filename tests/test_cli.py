@@ -60,6 +60,8 @@ def make_messy_folder(root: Path) -> tuple:
         shutil.copy(SAMPLES / "hot_dog.jpg", unreadable)
         unreadable.chmod(0)
         bad.append(unreadable)
+    os.mkfifo(root / "h_fifo.jpg")  # opening it would block forever: must be refused, not read
+    bad.append(root / "h_fifo.jpg")
     (root / "notes.txt").write_text("not an image, and not named like one")
     return sorted(map(str, good)), sorted(map(str, bad))
 

@@ -156,7 +156,6 @@ def decode_workers() -> int:
 # ---------------------------------------------------------------- classify
 
 def classify(args) -> int:
-    from .evaluate import ranked
     from .pipeline import batches, decoded, find_images, stack_pixels
 
     model, _ = load_model(args)
@@ -176,16 +175,9 @@ def classify(args) -> int:
             for batch in batches(items, args.batch_size):
                 pixels = stack_pixels(batch)
                 scores = model.run(pixels) if pixels is not None else None
-                good = 0
-                for item in batch:
-                    if item.error is not None:
-                        failed += 1
-                        writer.error(item.path, item.error)
-                        continue
-                    classes = ranked(scores[good], args.top_k)
-                    writer.result(item.path, classes, scores[good][classes])
-                    good += 1
-                out.flush()  # results appear as they come, even through a pipe
+                with bar.external_write_mode(file=out):  # lift the bar off the terminal while writing
+                    failed += write_batch(writer, batch, scores, args.top_k)
+                    out.flush()  # results appear as they come, even through a pipe
                 bar.update(len(batch))
     finally:
         writer.close()
@@ -197,6 +189,22 @@ def classify(args) -> int:
         say("mnq: no image files found")
         return EXIT_FILE_ERRORS
     return EXIT_FILE_ERRORS if failed else EXIT_OK
+
+
+def write_batch(writer, batch, scores, top_k) -> int:
+    """Write each item's result or error, in order; return how many failed."""
+    from .evaluate import ranked
+
+    failed, good = 0, 0
+    for item in batch:
+        if item.error is not None:
+            failed += 1
+            writer.error(item.path, item.error)
+            continue
+        classes = ranked(scores[good], top_k)
+        writer.result(item.path, classes, scores[good][classes])
+        good += 1
+    return failed
 
 
 # ---------------------------------------------------------------- eval
