@@ -26,9 +26,8 @@ class UsageError(Exception):
 
 # ---------------------------------------------------------------- model resolution
 
-def resolve_model_path(given: Optional[str]) -> str:
-    """--model, else env MNQ_MODEL, else the model `mnq fetch` cached, else a UsageError
-    that says how to get one."""
+def find_model_path(given: Optional[str]) -> Optional[str]:
+    """--model, else env MNQ_MODEL, else the model `mnq fetch` cached, else None."""
     from .fetch import cached_model
 
     if given:
@@ -36,12 +35,21 @@ def resolve_model_path(given: Optional[str]) -> str:
     if os.environ.get("MNQ_MODEL"):
         return os.environ["MNQ_MODEL"]
     cached = cached_model()
-    if cached.is_file():
-        return str(cached)
-    raise UsageError("no model given, and none downloaded yet. Either run\n"
-                     "    mnq fetch\n"
-                     f"once (downloads TensorFlow's mobilenet_v1_1.0_160_quant.tflite into {cached.parent}), "
-                     "or pass --model PATH/TO/MODEL.tflite (or set MNQ_MODEL=PATH).")
+    return str(cached) if cached.is_file() else None
+
+
+def how_to_get_a_model() -> str:
+    from .fetch import cached_model
+
+    return ("Either run\n    mnq fetch\nonce (downloads TensorFlow's mobilenet_v1_1.0_160_quant.tflite into "
+            f"{cached_model().parent}), or pass --model PATH/TO/MODEL.tflite (or set MNQ_MODEL=PATH).")
+
+
+def resolve_model_path(given: Optional[str]) -> str:
+    path = find_model_path(given)
+    if path is None:
+        raise UsageError("no model given, and none downloaded yet. " + how_to_get_a_model())
+    return path
 
 
 def load_model(args, path: Optional[str] = None):
@@ -221,12 +229,13 @@ def evaluate(args) -> int:
         reference, note = None, "disabled with --no-reference"
     else:
         reference, note = reference_or_reason(model_path)
-    truth = {os.path.join(args.folder, name): label for name, label in rows}
     paths = [os.path.join(args.folder, name) for name, _ in rows]
+    truth = iter([label for _, label in rows])  # items come back in this order
     tally, inference_seconds, start = Tally(), 0.0, time.perf_counter()
     with progress_bar(len(paths), args.progress) as bar:
         items = decoded(paths, model.input_shape[:2], decode_workers(), lookahead=2 * args.batch_size)
         for batch in batches(items, args.batch_size):
+            labels = [next(truth) for _ in batch]
             for item in batch:
                 if item.error is not None:
                     tally.failed.append(item.path)
@@ -236,8 +245,8 @@ def evaluate(args) -> int:
                 t0 = time.perf_counter()
                 scores = model.run(pixels)
                 inference_seconds += time.perf_counter() - t0
-                labels = np.array([truth[item.path] for item in batch if item.error is None])
-                tally.add(labels, scores, reference.run(pixels) if reference else None)
+                good_labels = np.array([label for item, label in zip(batch, labels) if item.error is None])
+                tally.add(good_labels, scores, reference.run(pixels) if reference else None)
             bar.update(len(batch))
     wall_seconds = time.perf_counter() - start
     report = eval_report(args, model, tally, reference is not None, note, inference_seconds, wall_seconds)
@@ -289,19 +298,14 @@ def info(args) -> int:
     import mnq
     from .summary import layer_macs, layer_params, shape_text
 
-    try:
-        model, path = load_model(args)
-    except UsageError as exc:
-        if args.model:
-            raise
-        model, path = None, None
-        missing_model_note = str(exc)
+    path = find_model_path(args.model)
+    model = load_model(args, path)[0] if path else None
     details = mnq.info(model)
     kernels = details.pop("kernels", [])
     for key, value in details.items():
         print(f"{key}: {value}")
     if model is None:
-        print(f"model: none ({missing_model_note})")
+        print("model: none found. " + how_to_get_a_model())
         return EXIT_OK
     layers = model.graph.layers
     macs, params = sum(map(layer_macs, layers)), sum(map(layer_params, layers))
@@ -318,7 +322,7 @@ def info(args) -> int:
 
 
 def fetch_model(args) -> int:
-    from .fetch import FetchError, cache_dir, default_url, fetch
+    from .fetch import FetchError, cache_dir, cached_model, default_url, fetch
 
     directory = cache_dir(args.cache_dir)
     url = args.url or default_url()
@@ -331,8 +335,10 @@ def fetch_model(args) -> int:
         say(f"mnq: fetch failed: cannot write to {directory}: {exc.strerror or exc}")
         return EXIT_FILE_ERRORS
     print(path)
-    say(f"mnq: model saved; `mnq classify IMAGE` now uses it"
-        + ("" if path.name == "mobilenet_v1_1.0_160_quant.tflite" else f" with --model {path}"))
+    if path == cached_model():  # where classify, eval and info look when given no model
+        say("mnq: model saved; `mnq classify IMAGE` now uses it")
+    else:
+        say(f"mnq: model saved; use it with --model {path}")
     return EXIT_OK
 
 

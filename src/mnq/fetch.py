@@ -120,6 +120,7 @@ def _extract_tflite(archive: Path, directory: Path) -> Path:
                 with tar.extractfile(member) as src, open(part, "wb") as dst:
                     while chunk := src.read(CHUNK):
                         dst.write(chunk)
+                _make_readable(part)
                 final = directory / name
                 os.replace(part, final)  # atomic: a reader sees the old file or the whole new one
                 return final
@@ -127,6 +128,13 @@ def _extract_tflite(archive: Path, directory: Path) -> Path:
                 part.unlink(missing_ok=True)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise FetchError(f"cannot extract the .tflite from the downloaded archive: {exc}") from None
+
+
+def _make_readable(path: Path):
+    """mkstemp makes files private (0600); the model should get the usual permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _pick(members: list) -> tarfile.TarInfo:
