@@ -1,9 +1,18 @@
 """Image file -> uint8 RGB array at the model's input size (TF-Slim evaluation style).
 
-Steps: decode with Pillow (first frame), apply the EXIF orientation, convert to
-8-bit RGB (16-bit channels keep their top 8 bits), crop the central 87.5% of
-each side (as tf.image.central_crop), resize to the model's input size with
-Pillow's bilinear filter. The model's uint8 input takes these bytes as they are.
+The exact steps, in order (README "Preprocessing" repeats them for users):
+1. Decode with Pillow; multi-frame files (GIF, animated WebP/PNG) use their first frame.
+2. Apply the EXIF orientation tag (ImageOps.exif_transpose), as cameras and viewers do.
+3. Convert to 8-bit RGB: 16-bit samples keep their top byte (v >> 8); grayscale is
+   replicated to R=G=B; palette, LA and RGBA images drop their alpha channel (the
+   colour under a transparent pixel is kept, as tf.image.decode_png(channels=3) and
+   torchvision's .convert("RGB") do); CMYK and YCbCr use Pillow's conversion.
+4. Crop the central 87.5% of each side, with tf.image.central_crop's rounding.
+5. Resize the crop to the model's input size with Pillow's bilinear filter
+   (which, unlike tf.image.resize_bilinear, averages over the whole footprint when
+   shrinking, so small details do not alias).
+The model's uint8 input takes these bytes as they are (its quantization maps them to
+[-1, 1)).
 """
 from __future__ import annotations
 
@@ -11,13 +20,18 @@ import numpy as np
 from PIL import Image, ImageOps
 
 CENTRAL_FRACTION = 0.875
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+MODES_WITH_ALPHA_OR_PALETTE = ("P", "PA", "LA", "La", "RGBa")
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.uint32) >> 8  # 16-bit samples: keep the top byte
+    """Any Pillow image -> 8-bit RGB (see step 3 above)."""
+    if im.mode in SIXTEEN_BIT_MODES:
+        # Pillow's own I;16 -> L conversion clips at 255 instead of scaling: do it here.
+        arr = np.asarray(im).astype(np.uint32) >> 8
         im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
-    if im.mode in ("P", "PA", "LA"):
+    if im.mode in MODES_WITH_ALPHA_OR_PALETTE:
+        # via RGBA so a palette's transparency entry is honoured without Pillow's warning
         im = im.convert("RGBA")
     return im if im.mode == "RGB" else im.convert("RGB")
 
@@ -29,11 +43,16 @@ def central_box(width: int, height: int, fraction: float = CENTRAL_FRACTION) -> 
     return left, top, width - left, height - top
 
 
+def preprocess(im: Image.Image, size: tuple) -> np.ndarray:
+    """An opened Pillow image -> uint8 [H, W, 3] for a model input of size (H, W)."""
+    height, width = size
+    im.seek(0)
+    im = to_rgb(ImageOps.exif_transpose(im))
+    resized = im.resize((width, height), Image.BILINEAR, box=central_box(*im.size))
+    return np.asarray(resized, dtype=np.uint8)
+
+
 def load_image(path, size: tuple) -> np.ndarray:
     """Decode one image file into uint8 [H, W, 3] for a model input of size (H, W)."""
-    height, width = size
     with Image.open(path) as im:
-        im.seek(0)
-        im = to_rgb(ImageOps.exif_transpose(im))
-        resized = im.resize((width, height), Image.BILINEAR, box=central_box(*im.size))
-    return np.asarray(resized, dtype=np.uint8)
+        return preprocess(im, size)
