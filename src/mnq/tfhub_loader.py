@@ -124,6 +124,10 @@ class _ModuleReader:
 
     # ---- loading ----
     def graph(self) -> Graph:
+        if not (self.root / "saved_model.pb").is_file():
+            raise self.bad("not a TF Hub module (no saved_model.pb)")
+        if not (self.root / "tfhub_module.pb").is_file():
+            raise self.bad("not a TF1 Hub module (no tfhub_module.pb beside saved_model.pb)")
         try:
             import tensorflow as tf
         except ImportError:
@@ -147,10 +151,6 @@ class _ModuleReader:
                 self.sess.close()
 
     def meta_graph(self):
-        if not (self.root / "saved_model.pb").is_file():
-            raise self.bad("not a TF Hub module (no saved_model.pb)")
-        if not (self.root / "tfhub_module.pb").is_file():
-            raise self.bad("not a TF1 Hub module (no tfhub_module.pb beside saved_model.pb)")
         from tensorflow.core.protobuf import saved_model_pb2
 
         saved_model = saved_model_pb2.SavedModel()
