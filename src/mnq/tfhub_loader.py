@@ -67,7 +67,7 @@ def _extract_archive(path: Path, dest: Path) -> Path:
         raise
     except (tarfile.TarError, EOFError, OSError) as exc:  # gzip/zlib damage surfaces as OSError/EOFError
         raise ModelFormatError(f"{path}: corrupt or truncated module archive ({type(exc).__name__}: {exc})") from None
-    tops = [p for p in dest.iterdir()]
+    tops = list(dest.iterdir())
     if not (dest / "saved_model.pb").exists() and len(tops) == 1 and tops[0].is_dir():
         return tops[0]
     return dest
