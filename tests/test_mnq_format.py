@@ -76,3 +76,14 @@ def test_tool_reports_bad_input(tmp_path):
     r = subprocess.run([sys.executable, str(TOOL), str(MAIN_MODEL), "-o", str(tmp_path / "o.mnq"),
                         "--labels", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and "labels" in r.stderr
+
+
+def test_tool_needs_tensorflow_only_for_modules(tmp_path, monkeypatch, capsys):
+    from mnq.extract import main as extract
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as without the `tf` extra
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "tfhub_module.pb").write_bytes(b"\x08\x03")
+    assert extract([str(tmp_path), "-o", str(tmp_path / "o.mnq")]) == 2
+    assert "pip install 'mnq[tf]'" in capsys.readouterr().err
+    assert extract([str(MAIN_MODEL), "-o", str(tmp_path / "o.mnq")]) == 0
