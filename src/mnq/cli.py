@@ -16,6 +16,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from . import extract
+
 EXIT_OK, EXIT_FILE_ERRORS, EXIT_USAGE = 0, 1, 2
 IMAGENET_CLASSES = 1001
 
@@ -444,6 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="download progress bar on stderr (default: on)")
     p.set_defaults(func=fetch_model)
+
+    p = sub.add_parser("extract", help="convert a .tflite or TF Hub module into an .mnq file",
+                       description=extract.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    extract.add_arguments(p)
+    p.set_defaults(func=extract.run)
 
     p = sub.add_parser("profile", help="time per layer on random input")
     add_model_options(p)

@@ -4,7 +4,7 @@
 
 MODEL is a uint8 .tflite file, or a TF1 Hub quantops module (MobileNet V1 family) as a
 directory or the .tar.gz tfhub.dev serves; reading a module needs TensorFlow
-(`pip install 'mnq[tf]'`). The CLI entry point is `main(argv)`.
+(`pip install 'mnq[tf]'`).
 """
 from __future__ import annotations
 
@@ -28,13 +28,20 @@ def read_any(path) -> Graph:
     return read_graph(path)
 
 
-def main(argv=None, prog="mnq extract") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="uint8 .tflite file, TF Hub module directory or .tar.gz")
     parser.add_argument("-o", "--output", required=True, help="output .mnq file")
     parser.add_argument("--labels", help="text file with one class name per line, stored in the .mnq")
-    args = parser.parse_args(argv)
+
+
+def main(argv=None, prog="mnq extract") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), prog)
+
+
+def run(args: argparse.Namespace, prog: str = "mnq extract") -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off stderr
     try:
         graph = read_any(args.model)
