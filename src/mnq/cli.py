@@ -58,10 +58,15 @@ def load_model(args, path: Optional[str] = None):
     import mnq
 
     path = path or resolve_model_path(args.model)
-    model = mnq.load(path, num_threads=getattr(args, "threads", None), isa=args.isa)
+    return with_labels(mnq.load(path, num_threads=getattr(args, "threads", None), isa=args.isa)), path
+
+
+def with_labels(model):
+    """The model, given ImageNet's class names if it is a 1001-class model without labels
+    (TensorFlow's files carry none; mnq ships ImageNet's)."""
     if model.labels is None and model.num_outputs == IMAGENET_CLASSES:
-        model.labels = imagenet_labels()  # TensorFlow's files carry no labels; mnq ships ImageNet's
-    return model, path
+        model.labels = imagenet_labels()
+    return model
 
 
 def imagenet_labels() -> List[str]:
@@ -166,7 +171,7 @@ def decode_workers() -> int:
 # ---------------------------------------------------------------- classify
 
 def classify(args) -> int:
-    from .pipeline import batches, decoded, find_images, stack_pixels
+    from .pipeline import batches, decoded, find_images, infer
 
     model, _ = load_model(args)
     skipped = []
@@ -183,8 +188,7 @@ def classify(args) -> int:
         with progress_bar(len(paths), args.progress) as bar:
             items = decoded(paths, model.input_shape[:2], decode_workers(), lookahead=2 * args.batch_size)
             for batch in batches(items, args.batch_size):
-                pixels = stack_pixels(batch)
-                scores = model.run(pixels) if pixels is not None else None
+                scores = infer(model, batch)
                 with bar.external_write_mode(file=out):  # lift the bar off the terminal while writing
                     failed += write_batch(writer, batch, scores, args.top_k)
                     out.flush()  # results appear as they come, even through a pipe
@@ -203,17 +207,15 @@ def classify(args) -> int:
 
 def write_batch(writer, batch, scores, top_k) -> int:
     """Write each item's result or error, in order; return how many failed."""
-    from .evaluate import ranked
+    from .pipeline import classified
 
-    failed, good = 0, 0
-    for item in batch:
-        if item.error is not None:
+    failed = 0
+    for path, classes, values, error in classified(batch, scores, top_k):
+        if error is None:
+            writer.result(path, classes, values)
+        else:
             failed += 1
-            writer.error(item.path, item.error)
-            continue
-        classes = ranked(scores[good], top_k)
-        writer.result(item.path, classes, scores[good][classes])
-        good += 1
+            writer.error(path, error)
     return failed
 
 

@@ -124,3 +124,26 @@ def stack_pixels(batch: List[Item]) -> Optional[np.ndarray]:
     """uint8 [N, H, W, 3] of the decoded items of a batch, or None if there are none."""
     good = [item.pixels for item in batch if item.pixels is not None]
     return np.stack(good) if good else None
+
+
+def infer(model, batch: List[Item]) -> Optional[np.ndarray]:
+    """The model's uint8 output [N, classes] for the decoded items of a batch (None if none)."""
+    pixels = stack_pixels(batch)
+    return model.run(pixels) if pixels is not None else None
+
+
+def classified(batch: List[Item], scores: Optional[np.ndarray], top_k: int) -> Iterator[tuple]:
+    """(path, classes, uint8 values, error) per item of a batch, in order: the top_k classes
+    ranked by mnq's rule (mnq.evaluate.ranked) and error None for a decoded item, classes and
+    values None and the error message for the others. scores: infer(model, batch).
+    `mnq classify` and mnq.distributed both report through this, so they agree."""
+    from .evaluate import ranked
+
+    good = 0
+    for item in batch:
+        if item.error is not None:
+            yield item.path, None, None, item.error
+            continue
+        classes = ranked(scores[good], top_k)
+        yield item.path, classes, scores[good][classes], None
+        good += 1
