@@ -173,6 +173,8 @@ def decode_workers() -> int:
 def classify(args) -> int:
     from .pipeline import batches, decoded, find_images, infer
 
+    if args.scheduler or (args.output or "").endswith(".parquet"):
+        return classify_on_cluster(args)
     model, _ = load_model(args)
     skipped = []
 
@@ -202,6 +204,38 @@ def classify(args) -> int:
     if not paths:
         say("mnq: no image files found")
         return EXIT_FILE_ERRORS
+    return EXIT_FILE_ERRORS if failed else EXIT_OK
+
+
+def classify_on_cluster(args) -> int:
+    """--scheduler: the same files and results, computed by mnq.distributed into Parquet."""
+    from .pipeline import find_images
+
+    if not args.scheduler:
+        raise UsageError("Parquet output is written by the Dask path: add --scheduler ADDRESS (or local)")
+    if not (args.output or "").endswith(".parquet"):
+        raise UsageError("--scheduler writes one Parquet table: add --output RESULTS.parquet")
+    try:
+        from . import distributed
+    except ImportError as exc:
+        raise UsageError(f"--scheduler needs Dask and pyarrow ({exc}): pip install 'mnq[dask]'") from None
+    model_path = resolve_model_path(args.model)
+    skipped = []
+
+    def on_skip(path, why):
+        skipped.append(path)
+        say(f"mnq: skipped {path}: {why}")
+
+    paths = find_images(args.inputs, on_skip)
+    if not paths:
+        say("mnq: no image files found")
+        return EXIT_FILE_ERRORS
+    with distributed.connect(args.scheduler, args.workers) as client:
+        table = distributed.classify_paths(paths, model_path, client, batch_size=args.batch_size,
+                                           threads_per_worker=args.threads, top_k=args.top_k, isa=args.isa)
+        failed = distributed.write_parquet(table, args.output)
+    say(f"mnq: {len(paths) - failed} images classified, {failed} failed, {len(skipped)} skipped; "
+        f"results in {args.output}")
     return EXIT_FILE_ERRORS if failed else EXIT_OK
 
 
@@ -415,7 +449,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_stream_options(p)
     p.add_argument("--format", choices=sorted(WRITERS), default="text",
                    help="text (default), json (JSON Lines: one object per image) or csv (one row per class)")
-    p.add_argument("--output", metavar="FILE", help="write results to FILE instead of stdout")
+    p.add_argument("--output", metavar="FILE", help="write results to FILE instead of stdout; a name ending in "
+                   ".parquet (with --scheduler) writes a Parquet dataset folder, whatever --format says")
+    p.add_argument("--scheduler", metavar="ADDRESS|local",
+                   help="classify on a Dask cluster (pip install 'mnq[dask]'): a scheduler address such as "
+                   "tcp://host:8786, or `local` for worker processes on this machine; needs --output X.parquet. "
+                   "--threads is then the cores each worker gives mnq (default: its share of its host)")
+    p.add_argument("--workers", type=positive_int, metavar="N",
+                   help="with --scheduler local: worker processes, one Dask thread each (default: one per core)")
     p.set_defaults(func=classify)
 
     p = sub.add_parser("eval", help="top-1/top-5 accuracy on a labelled folder",
