@@ -64,7 +64,7 @@ def as_records(table: pd.DataFrame) -> list:
 
 
 def test_two_workers_match_single_process(client, folder, expected):
-    table = mnq.distributed.classify_paths(str(folder / "*"), MAIN_MODEL, client, batch_size=16, top_k=TOP_K)
+    table = mnq.distributed.classify_paths(folder / "*", MAIN_MODEL, client, batch_size=16, top_k=TOP_K)
     got = as_records(table.compute())
     assert len(got) == 303
     assert got == expected  # same order, classes, labels, probabilities and error messages

@@ -215,6 +215,8 @@ def classify_on_cluster(args) -> int:
         raise UsageError("Parquet output is written by the Dask path: add --scheduler ADDRESS (or local)")
     if not (args.output or "").endswith(".parquet"):
         raise UsageError("--scheduler writes one Parquet table: add --output RESULTS.parquet")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):  # a dataset is a folder, replaced whole
+        raise UsageError(f"--output {args.output} exists and is not a folder; remove it or choose another name")
     try:
         from . import distributed
     except ImportError as exc:

@@ -92,7 +92,7 @@ class ModelPlugin(WorkerPlugin):
         return max(1, default_threads() // max(1, on_host))
 
 
-def classify_paths(paths_or_glob: Union[str, Iterable[str]], model: Union[str, os.PathLike],
+def classify_paths(paths_or_glob: Union[str, os.PathLike, Iterable[str]], model: Union[str, os.PathLike],
                    client: Optional[Client] = None, batch_size: int = 64,
                    threads_per_worker: Optional[int] = None, top_k: int = 5,
                    isa: Optional[str] = None) -> dd.DataFrame:
@@ -107,10 +107,11 @@ def classify_paths(paths_or_glob: Union[str, Iterable[str]], model: Union[str, o
     threads_per_worker: cores mnq may use in each worker process, shared by its Dask
         threads (default: the host's cores / the worker processes on that host).
     """
-    paths = sorted(glob.glob(paths_or_glob, recursive=True)) if isinstance(paths_or_glob, str) \
+    pattern = isinstance(paths_or_glob, (str, os.PathLike))
+    paths = sorted(glob.glob(os.fspath(paths_or_glob), recursive=True)) if pattern \
         else [os.fspath(p) for p in paths_or_glob]
     if not paths:
-        raise ValueError(f"no files match {paths_or_glob!r}" if isinstance(paths_or_glob, str) else "no paths given")
+        raise ValueError(f"no files match {os.fspath(paths_or_glob)!r}" if pattern else "no paths given")
     if batch_size < 1 or top_k < 1:
         raise ValueError(f"batch_size and top_k must be at least 1, got {batch_size} and {top_k}")
     if client is None:
