@@ -101,11 +101,12 @@ def test_cli_scheduler_usage_errors(client, tmp_path):
 def test_worker_killed_mid_run_loses_and_repeats_nothing(client, folder, expected):
     table = mnq.distributed.classify_paths(str(folder / "*"), MAIN_MODEL, client, batch_size=8, top_k=TOP_K)
     parts = client.futures_of(table.persist())
-    deadline = time.monotonic() + 120
-    while sum(f.status == "finished" for f in parts) < 3:  # under way, far from done
-        assert time.monotonic() < deadline, "no progress"
+    deadline, busy = time.monotonic() + 120, None
+    while busy is None:  # under way (a few batches done), far from done, and a worker mid-task
+        assert time.monotonic() < deadline, "no worker got busy"
+        if sum(f.status == "finished" for f in parts) >= 3:
+            busy = next((address for address, keys in client.processing().items() if keys), None)
         time.sleep(0.05)
-    busy = next(address for address, keys in client.processing().items() if keys)
     pid = client.run(os.getpid, workers=[busy])[busy]
     os.kill(pid, signal.SIGKILL)  # its running task and the results it held are lost with it
     got = as_records(pd.concat(client.gather(parts)))
