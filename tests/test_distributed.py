@@ -92,6 +92,9 @@ def test_cli_scheduler_usage_errors(client, tmp_path):
     assert r.returncode == 2 and "--scheduler" in r.stderr and no_traceback(r)
     r = mnq_cli("classify", IMAGES, "--scheduler", "local")
     assert r.returncode == 2 and "--output" in r.stderr and no_traceback(r)
+    r = mnq_cli("classify", IMAGES, "--scheduler", client.scheduler.address, "--workers", "2",
+                "--output", tmp_path / "r.parquet")
+    assert r.returncode == 2 and "--workers is for --scheduler local" in r.stderr and no_traceback(r)
     # a model the workers cannot load fails at once, not task by task
     r = mnq_cli("classify", IMAGES, "--model", tmp_path / "absent.tflite", "--scheduler", client.scheduler.address,
                 "--output", tmp_path / "r.parquet")

@@ -170,19 +170,26 @@ def decode_workers() -> int:
 
 # ---------------------------------------------------------------- classify
 
-def classify(args) -> int:
-    from .pipeline import batches, decoded, find_images, infer
+def find_inputs(inputs):
+    """(image paths, skipped paths) as pipeline.find_images finds them, each skip named on stderr."""
+    from .pipeline import find_images
 
-    if args.scheduler or (args.output or "").endswith(".parquet"):
-        return classify_on_cluster(args)
-    model, _ = load_model(args)
     skipped = []
 
     def on_skip(path, why):
         skipped.append(path)
         say(f"mnq: skipped {path}: {why}")
 
-    paths = find_images(args.inputs, on_skip)
+    return find_images(inputs, on_skip), skipped
+
+
+def classify(args) -> int:
+    from .pipeline import batches, decoded, infer
+
+    if args.scheduler or (args.output or "").endswith(".parquet"):
+        return classify_on_cluster(args)
+    model, _ = load_model(args)
+    paths, skipped = find_inputs(args.inputs)
     out = open_output(args.output)
     writer = WRITERS[args.format](out, model)
     failed = 0
@@ -209,12 +216,12 @@ def classify(args) -> int:
 
 def classify_on_cluster(args) -> int:
     """--scheduler: the same files and results, computed by mnq.distributed into Parquet."""
-    from .pipeline import find_images
-
     if not args.scheduler:
         raise UsageError("Parquet output is written by the Dask path: add --scheduler ADDRESS (or local)")
     if not (args.output or "").endswith(".parquet"):
         raise UsageError("--scheduler writes one Parquet table: add --output RESULTS.parquet")
+    if args.workers and args.scheduler != "local":
+        raise UsageError("--workers is for --scheduler local; a cluster's workers are sized where they are started")
     if os.path.exists(args.output) and not os.path.isdir(args.output):  # a dataset is a folder, replaced whole
         raise UsageError(f"--output {args.output} exists and is not a folder; remove it or choose another name")
     try:
@@ -222,13 +229,7 @@ def classify_on_cluster(args) -> int:
     except ImportError as exc:
         raise UsageError(f"--scheduler needs Dask and pyarrow ({exc}): pip install 'mnq[dask]'") from None
     model_path = resolve_model_path(args.model)
-    skipped = []
-
-    def on_skip(path, why):
-        skipped.append(path)
-        say(f"mnq: skipped {path}: {why}")
-
-    paths = find_images(args.inputs, on_skip)
+    paths, skipped = find_inputs(args.inputs)
     if not paths:
         say("mnq: no image files found")
         return EXIT_FILE_ERRORS

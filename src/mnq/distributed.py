@@ -9,8 +9,8 @@
 
 The path list is cut into tasks of `batch_size` paths (dask.dataframe.from_map). Each task
 decodes its files on the worker, runs them through the model in one call and returns a
-pandas DataFrame with the columns of schema(top_k), in input order. A file that cannot be read is
-a row with `error` set, never a failed task. Tasks lost with a worker are rerun by the
+pandas DataFrame with the columns of schema(top_k), in input order. A file that cannot be
+read is a row with `error` set, never a failed task. Tasks lost with a worker are rerun by the
 scheduler, and each task owns a fixed slice of the paths, so every path appears exactly once.
 
 Model once per worker: a WorkerPlugin (ModelPlugin), rather than a per-process cache,
@@ -32,6 +32,7 @@ import os
 from contextlib import contextmanager
 from typing import Iterable, List, Optional, Union
 
+import dask
 import dask.dataframe as dd
 import pandas as pd
 import pyarrow as pa
@@ -41,6 +42,7 @@ from distributed import Client, LocalCluster, WorkerPlugin, default_client, get_
 from .cli import label_of, with_labels
 from .model import default_threads, load
 from .pipeline import classified, decoded, infer
+
 
 def schema(top_k: int) -> pa.Schema:
     """One row per image: path; class_R, label_R, probability_R (uint8 softmax / 256) for
@@ -146,8 +148,6 @@ def classify_partition(paths: List[str], plugin_name: str, top_k: int) -> pd.Dat
 def write_parquet(table: dd.DataFrame, path: str) -> int:
     """Write the table as a Parquet dataset (a folder of part files, replaced if it exists)
     and return how many rows have an error, computed in the same pass."""
-    import dask
-
     written = table.to_parquet(path, write_index=False, overwrite=True, compute=False)
     _, errors = dask.compute(written, table["error"].count())
     return int(errors)
