@@ -149,12 +149,12 @@ int main(int argc, char **argv) {
     mnq_model_free(m);
     return 2;
   }
-  if (verbose) {
-    fprintf(stderr, "isa %s (cpu: %s)\n", mnq_isa_name(isa), mnq_cpu_features());
-    for (int i = 0; i < m->num_layers; i++) fprintf(stderr, "  layer %2d  %s\n", i, mnq_net_kernel_name(net, i));
-  }
   /* every buffer is allocated once, before the first inference */
   const size_t arena_bytes = mnq_net_arena_bytes(net, 1, threads);
+  if (verbose) {
+    fprintf(stderr, "isa %s (cpu: %s), arena %zu bytes\n", mnq_isa_name(isa), mnq_cpu_features(), arena_bytes);
+    for (int i = 0; i < m->num_layers; i++) fprintf(stderr, "  layer %2d  %s\n", i, mnq_net_kernel_name(net, i));
+  }
   void *arena = malloc(arena_bytes);
   uint8_t *pixels = malloc((size_t)m->input_h * m->input_w * m->input_c), *out = malloc((size_t)m->output_size);
   FILE *raw_out = output_path ? fopen(output_path, "wb") : NULL;
