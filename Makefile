@@ -18,6 +18,8 @@ TRIPLET := $(shell $(CC) -dumpmachine)
 BUILD ?= build/$(TRIPLET)
 CFLAGS ?= -O2
 CFLAGS += -std=gnu11 -Wall -Wno-unused-function -fPIC -Isrc/kernels
+CFLAGS += -pthread
+LDFLAGS += -pthread
 LDLIBS += -lm
 ifeq ($(OPENMP),1)
 CFLAGS += -fopenmp
@@ -49,7 +51,8 @@ ISA_SOURCES += $(wildcard src/kernels/arm/*__neon.c)
 FLAGS_neon := -mfpu=neon
 endif
 
-LIB_SOURCES := src/kernels/net.c src/kernels/dispatch.c src/kernels/mnq_file.c $(wildcard src/kernels/ref/*.c) $(ISA_SOURCES)
+LIB_SOURCES := src/kernels/net.c src/kernels/dispatch.c src/kernels/mnq_file.c $(wildcard src/kernels/ref/*.c) \
+               $(wildcard src/kernels/generic/*.c) $(ISA_SOURCES)
 LIB_OBJECTS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SOURCES))
 isa_of = $(lastword $(subst __, ,$(basename $(notdir $(1)))))
 

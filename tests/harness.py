@@ -3,15 +3,16 @@ byte for byte, with the scalar oracle on the same layer description."""
 import numpy as np
 
 from mnq import _core
-from mnq.plan import OP_CODES, quantize_multiplier
+from mnq.plan import OP_CODES, quantize_multiplier, softmax_params
 
 
 def layer_desc(op, in_hwc, out_hwc, *, k=(1, 1), stride=(1, 1), pad=(0, 0), in_zp=128, w_zp=128, out_zp=0,
-               real_multiplier=0.01, act=(0, 255), weights=None, bias=None, rng=None):
-    """A mnq_layer_desc dict with random weights/bias unless given."""
+               real_multiplier=0.01, act=(0, 255), weights=None, bias=None, rng=None, softmax=None):
+    """A mnq_layer_desc dict with random weights/bias unless given; softmax=(beta, input_scale)."""
     rng = rng or np.random.default_rng(0)
     (ih, iw, ic), (oh, ow, oc) = in_hwc, out_hwc
     m, s = quantize_multiplier(real_multiplier)
+    sm = softmax_params(*softmax) if softmax else (0, 0, 0)
     if weights is None and op in ("conv", "pointwise"):
         weights = rng.integers(0, 256, (oc, k[0], k[1], ic), dtype=np.uint8)
     if weights is None and op == "depthwise":
@@ -21,7 +22,7 @@ def layer_desc(op, in_hwc, out_hwc, *, k=(1, 1), stride=(1, 1), pad=(0, 0), in_z
     return dict(op=OP_CODES[op], in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc,
                 k_h=k[0], k_w=k[1], stride_h=stride[0], stride_w=stride[1], pad_top=pad[0], pad_left=pad[1],
                 in_zp=in_zp, w_zp=w_zp, out_zp=out_zp, multiplier=m, shift=s, act_min=act[0], act_max=act[1],
-                weights=weights, bias=bias, softmax_multiplier=0, softmax_left_shift=0, softmax_diff_min=0)
+                weights=weights, bias=bias, softmax_multiplier=sm[0], softmax_left_shift=sm[1], softmax_diff_min=sm[2])
 
 
 def run_layer(desc, x, isa, num_threads=1):

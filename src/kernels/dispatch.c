@@ -1,9 +1,13 @@
 /* Runtime CPU detection (cpuid, XCR0, the Linux AMX permission; HWCAP on ARM)
  * and the one place that maps (op, shape, ISA level) to a kernel. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#ifdef MNQ_X86_KERNELS
+#include "x86/gemm.h"
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -118,7 +122,35 @@ const char *mnq_isa_name(int isa) {
  * `isa` that handles this layer's shape, else the scalar oracle. A kernel that
  * needs packed weights or scratch sets L->packed / L->scratch_bytes here. */
 
+#ifdef MNQ_X86_KERNELS
+/* A conv as a GEMM over im2col rows needs the zero-point term folded over
+ * every tap, padding taps included (im2col fills them with in_zp). */
+static int fold_conv_bias(mnq_layer *L) {
+  const mnq_layer_desc *d = &L->d;
+  const long k = (long)d->k_h * d->k_w * d->in_c;
+  L->bias_folded = malloc(sizeof(int32_t) * (size_t)d->out_c);
+  if (!L->bias_folded) return -1;
+  for (int n = 0; n < d->out_c; n++) {
+    int32_t wsum = 0;
+    for (long i = 0; i < k; i++) wsum += (int32_t)d->weights[n * k + i] - d->w_zp;
+    L->bias_folded[n] = (d->bias ? d->bias[n] : 0) - d->in_zp * wsum;
+  }
+  return 0;
+}
+#endif
+
 static int select_conv(mnq_layer *L, int isa) {
+#ifdef MNQ_X86_KERNELS
+  const mnq_layer_desc *d = &L->d;
+  const int k = d->k_h * d->k_w * d->in_c;
+  if (isa >= MNQ_ISA_AVX512VNNI) {
+    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
+      return -1;
+    L->scratch_bytes = (size_t)MNQ_IM2COL_ROWS * ((k + 3) & ~3);
+    USE(mnq_conv_u8_im2col_6x64__avx512vnni);
+    return 0;
+  }
+#endif
   (void)isa;
   USE(mnq_conv_u8__scalar);
   return 0;
@@ -146,6 +178,28 @@ static int select_pointwise(mnq_layer *L, int isa) {
   if (isa >= MNQ_ISA_NEON) {
     USE(mnq_pwconv_u8__neon);
     return mnq_pwconv_u8_prepare__neon(L);
+  }
+#endif
+#ifdef MNQ_X86_KERNELS
+  const mnq_layer_desc *d = &L->d;
+  /* AMX wins 2-4x once K fills a 64-byte tile row; at K=32 the padding makes
+   * it slower than VNNI (measured on MobileNet V1 1.0/160). */
+  if (isa >= MNQ_ISA_AMX && d->in_c >= 64) {
+    if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 64, 32))) return -1;
+    L->scratch_bytes = MNQ_AMX_SCRATCH(d->in_c);
+    USE(mnq_pwconv_u8_32x32__amx);
+    return 0;
+  }
+  if (isa >= MNQ_ISA_AVX512VNNI) {
+    if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
+    USE(mnq_pwconv_u8_6x64__avx512vnni);
+    return 0;
+  }
+  if (isa >= MNQ_ISA_AVX2) {
+    if (!(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp))) return -1;
+    L->scratch_bytes = MNQ_AVX2_SCRATCH(d->in_c);
+    USE(mnq_pwconv_u8_6x16__avx2);
+    return 0;
   }
 #endif
   (void)isa;
@@ -190,14 +244,34 @@ static int select_depthwise(mnq_layer *L, int isa) {
   return 0;
 }
 
+/* Pooling and softmax are a sliver of the time: one portable fast path each. */
+static int select_avgpool(mnq_layer *L, int isa) {
+  if (isa == MNQ_ISA_SCALAR) {
+    USE(mnq_avgpool_u8__scalar);
+  } else {
+    USE(mnq_avgpool_u8_channels);
+    L->scratch_bytes = sizeof(int32_t) * (size_t)L->d.in_c;
+  }
+  return 0;
+}
+
+static int select_softmax(mnq_layer *L, int isa) {
+  if (isa == MNQ_ISA_SCALAR) {
+    USE(mnq_softmax_u8__scalar);
+    return 0;
+  }
+  USE(mnq_softmax_u8_lut);
+  return mnq_softmax_u8_lut_pack(L);
+}
+
 int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len) {
   int rc = 0;
   switch (L->d.op) {
     case MNQ_OP_CONV: rc = select_conv(L, isa); break;
     case MNQ_OP_POINTWISE: rc = select_pointwise(L, isa); break;
     case MNQ_OP_DEPTHWISE: rc = select_depthwise(L, isa); break;
-    case MNQ_OP_AVGPOOL: USE(mnq_avgpool_u8__scalar); break;
-    case MNQ_OP_SOFTMAX: USE(mnq_softmax_u8__scalar); break;
+    case MNQ_OP_AVGPOOL: rc = select_avgpool(L, isa); break;
+    case MNQ_OP_SOFTMAX: rc = select_softmax(L, isa); break;
     case MNQ_OP_COPY: USE(mnq_copy_u8); break;
     default: rc = -1;
   }

@@ -70,6 +70,13 @@ static inline uint8_t mnq_requantize(int32_t acc, const mnq_layer_desc *d) {
   return (uint8_t)y;
 }
 
+/* ---- uint8 softmax building blocks (gemmlowp fixed point, ref/pool_softmax_scalar.c) ---- */
+#define MNQ_SOFTMAX_ACCUM_INT_BITS 12
+/* exp(diff * beta * input_scale) in Q0, for diff <= 0 with diff >= softmax_diff_min. */
+int32_t mnq_softmax_exp(const mnq_layer_desc *d, int32_t diff);
+/* 1 / sum_of_exps (Q12) as output = RDPOT(SRDHM(shifted_scale, exp), exponent). */
+void mnq_softmax_reciprocal(int32_t sum_of_exps, int32_t *shifted_scale, int *exponent);
+
 /* ---- scalar kernels: the oracle every fast kernel is tested against ---- */
 void mnq_conv_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_dwconv_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
@@ -77,5 +84,11 @@ void mnq_pwconv_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, 
 void mnq_avgpool_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_softmax_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_copy_u8(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+
+/* ---- portable fast paths for the cheap ops (generic/), used above the scalar level ---- */
+/* L->packed: int32[256] table of mnq_softmax_exp(-d), d = 0..255 (0 where below diff_min) */
+int mnq_softmax_u8_lut_pack(mnq_layer *L);
+void mnq_softmax_u8_lut(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_avgpool_u8_channels(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 
 #endif

@@ -1,5 +1,6 @@
 /* The executor: validate layer descriptions, pick a kernel per layer once
  * (dispatch.c), then run the whole network in one OpenMP parallel region. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -160,34 +161,57 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* libgomp's thread pool does not survive fork(): a child that enters a parallel
+ * region after its parent used one hangs. Such children run single-threaded. */
+static int g_pool_started, g_pool_lost;
+static pthread_once_t g_fork_hook_once = PTHREAD_ONCE_INIT;
+static void on_fork_child(void) { g_pool_lost = g_pool_started; }
+static void install_fork_hook(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
+int mnq_net_threads_usable(int requested) {
+  pthread_once(&g_fork_hook_once, install_fork_hook);
+  return g_pool_lost ? 1 : (requested > 0 ? requested : 1);
+}
+
+static void run_layers(const mnq_net *net, int batch, uint8_t *const *tensors, const mnq_work *w,
+                       double *layer_seconds) {
+  for (int i = 0; i < net->num_layers; i++) {
+    const mnq_layer *L = &net->layers[i];
+    const double t0 = (layer_seconds && w->part == 0) ? now_seconds() : 0.0;
+    L->kernel(L, tensors[i], tensors[i + 1], batch, w);
+#ifdef _OPENMP
+    if (w->nparts > 1) {
+#pragma omp barrier
+    }
+#endif
+    if (layer_seconds && w->part == 0) layer_seconds[i] = now_seconds() - t0;
+  }
+}
+
 int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t *scratch,
                 int num_threads, double *layer_seconds) {
   if (!net || batch <= 0 || !tensors) return -1;
   if (net->scratch_per_thread && !scratch) return -1;
   for (int i = 0; i <= net->num_layers; i++)
     if (!tensors[i]) return -1;
-  const int threads = num_threads > 0 ? num_threads : 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-  {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
-#else
-    const int tid = 0, nthreads = 1;
-    (void)threads;
-#endif
-    const mnq_work w = {tid, nthreads, scratch ? scratch + (size_t)tid * net->scratch_per_thread : NULL};
-    for (int i = 0; i < net->num_layers; i++) {
-      const mnq_layer *L = &net->layers[i];
-      const double t0 = (layer_seconds && tid == 0) ? now_seconds() : 0.0;
-      L->kernel(L, tensors[i], tensors[i + 1], batch, &w);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-      if (layer_seconds && tid == 0) layer_seconds[i] = now_seconds() - t0;
-    }
+  const int threads = mnq_net_threads_usable(num_threads);
+  if (threads == 1) {
+    const mnq_work w = {0, 1, scratch};
+    run_layers(net, batch, tensors, &w, layer_seconds);
+    return 0;
   }
+#ifdef _OPENMP
+  __atomic_store_n(&g_pool_started, 1, __ATOMIC_RELAXED);
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num();
+    const mnq_work w = {tid, omp_get_num_threads(), scratch ? scratch + (size_t)tid * net->scratch_per_thread : NULL};
+    run_layers(net, batch, tensors, &w, layer_seconds);
+  }
+#else
+  const mnq_work w = {0, 1, scratch};
+  run_layers(net, batch, tensors, &w, layer_seconds);
+#endif
   return 0;
 }
 

@@ -92,14 +92,25 @@ static int32_t fx_one_over_one_plus_x(int32_t a) {
 
 static int count_leading_zeros(uint32_t x) { return x ? __builtin_clz(x) : 32; }
 
+int32_t mnq_softmax_exp(const mnq_layer_desc *d, int32_t diff) {
+  return fx_exp_on_negative_values(mnq_srdhm(diff * (1 << d->softmax_left_shift), d->softmax_multiplier));
+}
+
+void mnq_softmax_reciprocal(int32_t sum_of_exps, int32_t *shifted_scale, int *exponent) {
+  const int headroom_plus_one = count_leading_zeros((uint32_t)sum_of_exps);
+  const int num_bits_over_unit = MNQ_SOFTMAX_ACCUM_INT_BITS - headroom_plus_one;
+  const int32_t shifted_sum_minus_one =
+      (int32_t)(((uint32_t)sum_of_exps << headroom_plus_one) - ((uint32_t)1 << 31));
+  *shifted_scale = fx_one_over_one_plus_x(shifted_sum_minus_one);
+  *exponent = num_bits_over_unit + 31 - 8;
+}
+
 void mnq_softmax_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
                             const mnq_work *w) {
   const mnq_layer_desc *d = &L->d;
   const int depth = d->out_c;
-  const long rows = (long)batch * d->out_h * d->out_w;
-  const int accum_int_bits = 12;
   long r0, r1;
-  mnq_partition(rows, w, &r0, &r1);
+  mnq_partition((long)batch * d->out_h * d->out_w, w, &r0, &r1);
   for (long r = r0; r < r1; r++) {
     const uint8_t *x = in + r * depth;
     uint8_t *y = out + r * depth;
@@ -109,24 +120,18 @@ void mnq_softmax_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out,
     int32_t sum_of_exps = 0;  /* Q12 */
     for (int c = 0; c < depth; c++) {
       const int32_t diff = (int32_t)x[c] - max_in_row;
-      if (diff >= d->softmax_diff_min) {
-        const int32_t scaled = mnq_srdhm(diff * (1 << d->softmax_left_shift), d->softmax_multiplier);
-        sum_of_exps = fx_add(sum_of_exps, fx_mul_pot(fx_exp_on_negative_values(scaled), -accum_int_bits));
-      }
+      if (diff >= d->softmax_diff_min)
+        sum_of_exps = fx_add(sum_of_exps, fx_mul_pot(mnq_softmax_exp(d, diff), -MNQ_SOFTMAX_ACCUM_INT_BITS));
     }
-    const int headroom_plus_one = count_leading_zeros((uint32_t)sum_of_exps);
-    const int num_bits_over_unit = accum_int_bits - headroom_plus_one;
-    const int32_t shifted_sum_minus_one =
-        (int32_t)(((uint32_t)sum_of_exps << headroom_plus_one) - ((uint32_t)1 << 31));
-    const int32_t shifted_scale = fx_one_over_one_plus_x(shifted_sum_minus_one);
-    const int exponent = num_bits_over_unit + 31 - 8;
+    int32_t shifted_scale;
+    int exponent;
+    mnq_softmax_reciprocal(sum_of_exps, &shifted_scale, &exponent);
 
     for (int c = 0; c < depth; c++) {
       const int32_t diff = (int32_t)x[c] - max_in_row;
       int32_t v = 0;
       if (diff >= d->softmax_diff_min) {
-        const int32_t scaled = mnq_srdhm(diff * (1 << d->softmax_left_shift), d->softmax_multiplier);
-        v = mnq_rdpot(mnq_srdhm(shifted_scale, fx_exp_on_negative_values(scaled)), exponent);
+        v = mnq_rdpot(mnq_srdhm(shifted_scale, mnq_softmax_exp(d, diff)), exponent);
         if (v > 255) v = 255;
         if (v < 0) v = 0;
       }

@@ -1,0 +1,109 @@
+/* Shared by the x86 GEMM kernels (pointwise and im2col conv) and dispatch.c:
+ * the packed-weight layout, its (plain C) packing routine, and the kernels.
+ *
+ * Packed layout, one allocation (freeable with free()):
+ *   mnq_gemm_packed header | int32 bias[np] | int8 w[np/16][kgroups][16 lanes][4 k]
+ * with w = weight - 128 (signed, for u8 x s8 dot products) and zeros in the
+ * padding, so padded k or n contribute nothing. A run of 16 k-groups of one
+ * N-block is exactly an AMX B tile (16 rows x 64 bytes), so AMX and VNNI share
+ * the layout; AMX packs with K padded to 64. */
+#ifndef MNQ_X86_GEMM_H
+#define MNQ_X86_GEMM_H
+
+#include <stdlib.h>
+
+#include "../internal.h"
+
+typedef struct {
+  int k;            /* GEMM depth: bytes of one activation row that count */
+  int kgroups;      /* k-groups of 4 stored per N-block (>= ceil(k/4)) */
+  int n, np;        /* output channels, rounded up to 16 (AMX: 32) */
+  int32_t zw_corr;  /* 128 - w_zp: weight offset folded onto the row sums */
+  int32_t *bias;    /* np entries, bias_folded padded with zeros */
+  int8_t *w;        /* 64-byte aligned */
+} mnq_gemm_packed;
+
+/* Weights [n][k] uint8 (row-major, k contiguous) -> packed; NULL when out of memory. */
+static inline mnq_gemm_packed *mnq_gemm_pack(const uint8_t *weights, const int32_t *bias_folded, int n, int k,
+                                             int w_zp, int k_align, int n_align) {
+  const int kp = (k + k_align - 1) / k_align * k_align, np = (n + n_align - 1) / n_align * n_align;
+  const size_t head = (sizeof(mnq_gemm_packed) + 63) & ~(size_t)63;
+  const size_t bias_bytes = ((size_t)np * 4 + 63) & ~(size_t)63;
+  void *mem = NULL;
+  if (posix_memalign(&mem, 64, head + bias_bytes + (size_t)np * kp)) return NULL;
+  mnq_gemm_packed *P = mem;
+  P->k = k;
+  P->kgroups = kp / 4;
+  P->n = n;
+  P->np = np;
+  P->zw_corr = 128 - w_zp;
+  P->bias = (int32_t *)((uint8_t *)mem + head);
+  P->w = (int8_t *)((uint8_t *)mem + head + bias_bytes);
+  for (int j = 0; j < np; j++) P->bias[j] = j < n ? bias_folded[j] : 0;
+  for (int j = 0; j < np; j++)
+    for (int kk = 0; kk < kp; kk++) {
+      int8_t v = 0;
+      if (j < n && kk < k) v = (int8_t)((int)weights[(long)j * k + kk] - 128);
+      P->w[((long)(j / 16) * P->kgroups + kk / 4) * 64 + (j % 16) * 4 + kk % 4] = v;
+    }
+  return P;
+}
+
+/* AVX2 layout (no u8 x s8 dot product that cannot saturate): the same header
+ * with w as int16 (w - w_zp) in [np/8][kgroups = ceil(k/2)][8 lanes][2 k], so
+ * vpmaddwd needs no row-sum correction (zw_corr = 0). */
+static inline mnq_gemm_packed *mnq_gemm_pack_i16(const uint8_t *weights, const int32_t *bias_folded, int n, int k,
+                                                 int w_zp) {
+  const int kp = (k + 1) & ~1, np = (n + 7) & ~7;
+  const size_t head = (sizeof(mnq_gemm_packed) + 63) & ~(size_t)63;
+  const size_t bias_bytes = ((size_t)np * 4 + 63) & ~(size_t)63;
+  void *mem = NULL;
+  if (posix_memalign(&mem, 64, head + bias_bytes + (size_t)np * kp * 2)) return NULL;
+  mnq_gemm_packed *P = mem;
+  P->k = k;
+  P->kgroups = kp / 2;
+  P->n = n;
+  P->np = np;
+  P->zw_corr = 0;
+  P->bias = (int32_t *)((uint8_t *)mem + head);
+  P->w = (int8_t *)((uint8_t *)mem + head + bias_bytes);
+  int16_t *w16 = (int16_t *)P->w;
+  for (int j = 0; j < np; j++) P->bias[j] = j < n ? bias_folded[j] : 0;
+  for (int j = 0; j < np; j++)
+    for (int kk = 0; kk < kp; kk++)
+      w16[((long)(j / 8) * P->kgroups + kk / 2) * 16 + (j % 8) * 2 + kk % 2] =
+          (int16_t)(j < n && kk < k ? (int)weights[(long)j * k + kk] - w_zp : 0);
+  return P;
+}
+
+/* This thread's share of an M x N GEMM: rows [*m0, *m1) and column blocks
+ * [*b0, *b1) of `width` columns. Rows are split unless there are fewer rows than columns (late
+ * layers: 25 pixels x 1024 channels), where splitting columns halves each
+ * thread's weight traffic and keeps 2 threads from being slower than 1. */
+static inline void mnq_gemm_split(long m, int n, int width, const mnq_work *w, long *m0, long *m1, int *b0,
+                                  int *b1) {
+  const int blocks = (n + width - 1) / width;
+  if (w->nparts > 1 && m < n && blocks >= w->nparts) {
+    long lo, hi;
+    mnq_partition(blocks, w, &lo, &hi);
+    *m0 = 0, *m1 = m, *b0 = (int)lo, *b1 = (int)hi;
+  } else {
+    mnq_partition(m, w, m0, m1);
+    *b0 = 0, *b1 = blocks;
+  }
+}
+
+/* Rows of the im2col matrix a conv kernel builds at a time, per thread. */
+#define MNQ_IM2COL_ROWS 192
+
+void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+/* Per-thread scratch of the AVX2 kernel: activations widened to int16, a chunk of rows. */
+#define MNQ_AVX2_CHUNK 96
+#define MNQ_AVX2_SCRATCH(k) ((size_t)MNQ_AVX2_CHUNK * (((k) + 1) & ~1) * 2 + 64)
+void mnq_pwconv_u8_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+/* Per-thread scratch of the AMX kernel: int32 C block, A rows padded to 64, alignment slack. */
+#define MNQ_AMX_SCRATCH(k) (32 * 32 * 4 + 32 * (size_t)(((k) + 63) & ~63) + 64)
+
+#endif

@@ -1,0 +1,160 @@
+/* Pointwise conv (a GEMM) and im2col conv on AVX-512 VNNI: vpdpbusd multiplies
+ * activations (u8) by packed weights stored as w - 128 (s8); the per-row sum
+ * of x times (128 - w_zp) restores sum x * (w - w_zp). Microkernel: 6 rows x
+ * 64 channels, 24 zmm accumulators; requantized in registers. */
+#include <immintrin.h>
+
+#include "gemm.h"
+#include "requant_avx512.h"
+
+#define MR 6
+#define NB 4 /* 16-channel blocks per tile */
+
+static inline int32_t load4(const uint8_t *p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+static inline __attribute__((always_inline)) void ukernel(
+    const int mr, const int nb, const mnq_gemm_packed *P, const uint8_t *a, long lda, int b,
+    const int32_t *rsc, uint8_t *o, long ldo, __mmask16 last, const mnq_rq512 *q) {
+  const long wstride = (long)P->kgroups * 64;
+  const int8_t *w = P->w + b * wstride;
+  __m512i acc[MR][NB];
+  for (int j = 0; j < nb; j++) {
+    const __m512i bias = _mm512_load_si512(P->bias + (b + j) * 16);
+    for (int i = 0; i < mr; i++) acc[i][j] = _mm512_add_epi32(bias, _mm512_set1_epi32(rsc[i]));
+  }
+  const int kfull = P->k / 4, ktail = P->k % 4;
+  for (int g = 0; g < kfull; g++) {
+    __m512i wv[NB];
+    for (int j = 0; j < nb; j++) wv[j] = _mm512_load_si512(w + j * wstride + g * 64);
+    for (int i = 0; i < mr; i++) {
+      const __m512i x = _mm512_set1_epi32(load4(a + i * lda + g * 4));
+      for (int j = 0; j < nb; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], x, wv[j]);
+    }
+  }
+  if (ktail) { /* the row may end here: read only its last bytes */
+    __m512i wv[NB];
+    for (int j = 0; j < nb; j++) wv[j] = _mm512_load_si512(w + j * wstride + kfull * 64);
+    for (int i = 0; i < mr; i++) {
+      const __m128i xt = _mm_maskz_loadu_epi8((__mmask16)((1u << ktail) - 1), a + i * lda + kfull * 4);
+      const __m512i x = _mm512_broadcastd_epi32(xt);
+      for (int j = 0; j < nb; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], x, wv[j]);
+    }
+  }
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nb; j++)
+      _mm512_mask_cvtepi32_storeu_epi8(o + i * ldo + j * 16, j == nb - 1 ? last : 0xFFFF,
+                                       mnq_rq512_apply(acc[i][j], q));
+}
+
+#define UK(mr_, nb_) ukernel(mr_, nb_, P, ar, lda, b, rsc + r, o, ldo, last, q)
+#define UK_NB(mr_)                 \
+  switch (nb) {                    \
+    case 1: UK(mr_, 1); break;     \
+    case 2: UK(mr_, 2); break;     \
+    case 3: UK(mr_, 3); break;     \
+    default: UK(mr_, 4); break;    \
+  }
+
+/* rows x [b0*16, b1*16) of the GEMM; a points at the first row. Rows go in
+ * chunks whose activations stay in cache while every column tile sweeps them. */
+static void gemm_rows(const mnq_gemm_packed *P, const mnq_rq512 *q, const uint8_t *a, long lda, long rows,
+                      uint8_t *out, long ldo, int b0, int b1) {
+  enum { CHUNK_MAX = 64 * MR };
+  long chunk = (65536 / lda) / MR * MR;
+  chunk = chunk < MR ? MR : chunk > CHUNK_MAX ? CHUNK_MAX : chunk;
+  int32_t rsc[CHUNK_MAX];
+  for (long c0 = 0; c0 < rows; c0 += chunk) {
+    const long cr = rows - c0 < chunk ? rows - c0 : chunk;
+    for (long r = 0; r < cr; r++) rsc[r] = mnq_rowsum512(a + (c0 + r) * lda, P->k) * P->zw_corr;
+    for (int b = b0; b < b1; b += NB) {
+      const int nb = b1 - b < NB ? b1 - b : NB;
+      const int tail = P->n - (b + nb - 1) * 16;
+      const __mmask16 last = tail >= 16 ? 0xFFFF : (__mmask16)((1u << tail) - 1);
+      for (long r = 0; r < cr; r += MR) {
+        const uint8_t *ar = a + (c0 + r) * lda;
+        uint8_t *o = out + (c0 + r) * ldo + b * 16;
+        switch (cr - r < MR ? cr - r : MR) {
+          case 1: UK_NB(1); break;
+          case 2: UK_NB(2); break;
+          case 3: UK_NB(3); break;
+          case 4: UK_NB(4); break;
+          case 5: UK_NB(5); break;
+          default: UK_NB(6); break;
+        }
+      }
+    }
+  }
+}
+
+void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
+                                    const mnq_work *w) {
+  const mnq_gemm_packed *P = L->packed;
+  const mnq_rq512 q = mnq_rq512_init(&L->d);
+  long m0, m1;
+  int b0, b1;
+  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 16, w, &m0, &m1, &b0, &b1);
+  gemm_rows(P, &q, in + m0 * P->k, P->k, m1 - m0, out + m0 * P->n, P->n, b0, b1);
+}
+
+static inline __mmask64 first_bytes(long n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
+
+static inline void fill512(uint8_t *dst, long n, __m512i v) {
+  for (long i = 0; i < n; i += 64) _mm512_mask_storeu_epi8(dst + i, first_bytes(n - i), v);
+}
+
+static inline void copy512(uint8_t *dst, const uint8_t *src, long n) {
+  for (long i = 0; i < n; i += 64) {
+    const __mmask64 m = first_bytes(n - i);
+    _mm512_mask_storeu_epi8(dst + i, m, _mm512_maskz_loadu_epi8(m, src + i));
+  }
+}
+
+/* im2col for output pixels [r0, r0 + rows) (batch folded in): each row holds
+ * the k_h*k_w*in_c taps in weight order, then zeros up to lda. Taps outside the
+ * image get in_zp, adding in_zp * (w - w_zp), which the conv's folded bias
+ * (taken over all taps) cancels exactly. Masked vector moves, not memcpy: the
+ * runs are a few bytes long (9 for the RGB stem) and libc calls dominated. */
+static void im2col512(const mnq_layer_desc *d, const uint8_t *in, long r0, long rows, uint8_t *buf, int lda) {
+  const int C = d->in_c, kwc = d->k_w * C;
+  const __m512i zp = _mm512_set1_epi8((char)d->in_zp);
+  /* walk (image, oy, ox) incrementally: a division per row cost more than the copies */
+  long img = r0 / ((long)d->out_h * d->out_w);
+  int oy = (int)(r0 / d->out_w % d->out_h), ox = (int)(r0 % d->out_w) - 1;
+  for (long r = r0; r < r0 + rows; r++) {
+    if (++ox == d->out_w) {
+      ox = 0;
+      if (++oy == d->out_h) oy = 0, img++;
+    }
+    uint8_t *row = buf + (r - r0) * lda;
+    const int ix0 = ox * d->stride_w - d->pad_left;
+    /* in-image taps of one kernel row are contiguous in NHWC */
+    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = d->in_w - ix0 < d->k_w ? d->in_w - ix0 : d->k_w;
+    for (int ky = 0; ky < d->k_h; ky++) {
+      uint8_t *dst = row + ky * kwc;
+      const int iy = oy * d->stride_h - d->pad_top + ky;
+      if (iy < 0 || iy >= d->in_h || kx0 > 0 || kx1 < d->k_w) fill512(dst, kwc, zp);
+      if (iy >= 0 && iy < d->in_h)
+        copy512(dst + kx0 * C, in + ((img * d->in_h + iy) * d->in_w + ix0 + kx0) * C, (long)(kx1 - kx0) * C);
+    }
+    fill512(row + d->k_h * kwc, lda - d->k_h * kwc, _mm512_setzero_si512());
+  }
+}
+
+void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
+                                         const mnq_work *w) {
+  const mnq_gemm_packed *P = L->packed;
+  const mnq_rq512 q = mnq_rq512_init(&L->d);
+  const int lda = (P->k + 3) & ~3;
+  long m0, m1;
+  int b0, b1;
+  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 16, w, &m0, &m1, &b0, &b1);
+  for (long r = m0; r < m1; r += MNQ_IM2COL_ROWS) {
+    const long rows = m1 - r < MNQ_IM2COL_ROWS ? m1 - r : MNQ_IM2COL_ROWS;
+    im2col512(&L->d, in, r, rows, w->scratch, lda);
+    gemm_rows(P, &q, w->scratch, lda, rows, out + r * P->n, P->n, b0, b1);
+  }
+}

@@ -1,0 +1,118 @@
+"""Fast pointwise (GEMM) and im2col conv kernels vs the scalar oracle, byte for
+byte, for every ISA level this CPU has (GemmMicrokernelTester-style sweeps)."""
+import numpy as np
+import pytest
+
+from harness import layer_desc, run_layer
+from mnq import _core
+
+FAST_ISAS = [isa for isa in _core.ISA_NAMES if isa != "scalar"]
+# which kernel suffixes a net built at each level may legitimately pick
+ALLOWED = {"avx2": ("__avx2", "__avxvnni"), "avx512vnni": ("__avx512vnni",), "amx": ("__amx", "__avx512vnni")}
+
+
+def need(isa):
+    if isa not in _core.supported_isas():
+        pytest.skip(f"CPU/OS lacks {isa} (features: {_core.cpu_features()})")
+
+
+def check(desc, x, isa, threads=(1, 2)):
+    """Compare isa against scalar; returns the fast kernel's name."""
+    want, scalar_name = run_layer(desc, x, "scalar")
+    assert "scalar" in scalar_name
+    for t in threads:
+        got, name = run_layer(desc, x, isa, t)
+        assert name.endswith(ALLOWED[isa]), f"{isa} picked {name}"
+        if not np.array_equal(got, want):
+            bad = np.argwhere(got != want)[0]
+            pytest.fail(f"{name} threads={t} differs at {tuple(bad)}: {got[tuple(bad)]} != {want[tuple(bad)]} "
+                        f"({int((got != want).sum())} bytes)")
+    return name
+
+
+def pw(rng, hw, k, n, batch=1, **kw):
+    desc = layer_desc("pointwise", (hw[0], hw[1], k), (hw[0], hw[1], n), rng=rng, **kw)
+    x = rng.integers(0, 256, (batch, hw[0], hw[1], k), dtype=np.uint8)
+    return desc, x
+
+
+@pytest.mark.parametrize("isa", FAST_ISAS)
+def test_pointwise_channel_sweep(isa):
+    """K and N over 1..67 (every tail of 4, 16 and 64) at a few pixel counts."""
+    need(isa)
+    rng = np.random.default_rng(1)
+    names = set()
+    for k in range(1, 68):
+        names.add(check(*pw(rng, (3, 5), k, int(rng.integers(1, 70))), isa))
+    for n in range(1, 68):
+        names.add(check(*pw(rng, (1, 7), int(rng.integers(1, 70)), n), isa))
+    if isa == "amx":
+        assert any("__amx" in s for s in names) or pytest.skip("no shape here is AMX-eligible")
+
+
+@pytest.mark.parametrize("isa", FAST_ISAS)
+@pytest.mark.parametrize("hw,k,n,batch", [
+    ((1, 1), 1024, 1001, 1), ((1, 1), 1024, 1001, 3), ((5, 5), 1024, 1024, 1), ((5, 5), 512, 1024, 3),
+    ((10, 10), 512, 512, 1), ((20, 20), 256, 256, 1), ((40, 40), 128, 128, 1), ((80, 80), 32, 64, 1),
+    ((100, 100), 64, 32, 1), ((7, 9), 67, 131, 3), ((33, 31), 1001, 19, 1), ((2, 3), 129, 1025, 3),
+    ((17, 1), 64, 64, 1), ((31, 1), 128, 48, 1), ((1, 47), 192, 80, 2),
+])
+def test_pointwise_real_and_odd_shapes(isa, hw, k, n, batch):
+    need(isa)
+    check(*pw(np.random.default_rng(k * 7 + n), hw, k, n, batch, real_multiplier=0.0005, act=(0, 255)), isa)
+
+
+@pytest.mark.parametrize("isa", FAST_ISAS)
+def test_pointwise_quantization_sweep(isa):
+    """Zero points 0/128/255, multipliers near 1, tiny and > 1, every kind of activation range."""
+    need(isa)
+    rng = np.random.default_rng(2)
+    for zx in (0, 128, 255):
+        for zw in (0, 128, 255):
+            for zo in (0, 128, 255):
+                for mult in (0.99, 0.9999, 1e-6, 0.003, 1.5):
+                    for act in ((0, 255), (zo, min(255, zo + 47)), (max(0, zo - 3), min(255, zo + 3))):
+                        k, n = int(rng.integers(1, 80)), int(rng.integers(1, 80))
+                        bias = rng.integers(-300, 300, n, dtype=np.int32)
+                        check(*pw(rng, (2, 3), k, n, in_zp=zx, w_zp=zw, out_zp=zo, real_multiplier=mult,
+                                  act=act, bias=bias), isa, threads=(1,))
+
+
+@pytest.mark.parametrize("isa", FAST_ISAS)
+def test_pointwise_rounding_near_ties(isa):
+    """Small accumulators with multipliers near 1 hit every rounding boundary."""
+    need(isa)
+    rng = np.random.default_rng(3)
+    for mult in (0.5, 0.25 + 1e-7, 0.99, 0.9999, 0.75):
+        n = 64
+        w = np.full((n, 1, 1, 2), 128, np.uint8)
+        w[:, 0, 0, 0] = 129
+        bias = np.arange(-n // 2, n // 2, dtype=np.int32) * 37
+        desc, x = pw(rng, (9, 9), 2, n, in_zp=0, w_zp=128, out_zp=128, real_multiplier=mult, weights=w, bias=bias)
+        check(desc, x, isa, threads=(1,))
+
+
+def conv(rng, in_hwc, cout, k, stride, batch=1, same=True, **kw):
+    ih, iw, cin = in_hwc
+    if same:
+        oh, ow = -(-ih // stride), -(-iw // stride)
+        pt = max((oh - 1) * stride + k - ih, 0) // 2
+        pl = max((ow - 1) * stride + k - iw, 0) // 2
+    else:
+        oh, ow, pt, pl = (ih - k) // stride + 1, (iw - k) // stride + 1, 0, 0
+    desc = layer_desc("conv", in_hwc, (oh, ow, cout), k=(k, k), stride=(stride, stride), pad=(pt, pl), rng=rng, **kw)
+    return desc, rng.integers(0, 256, (batch, ih, iw, cin), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("isa", ["avx512vnni", "amx"])  # AVX2 has no im2col kernel yet
+@pytest.mark.parametrize("in_hwc,cout,k,stride,same,batch", [
+    ((160, 160, 3), 32, 3, 2, True, 1), ((31, 29, 3), 32, 3, 2, True, 3), ((16, 16, 3), 8, 3, 2, True, 1),
+    ((15, 15, 3), 17, 3, 2, True, 1), ((12, 11, 8), 20, 3, 1, True, 2), ((7, 9, 5), 70, 5, 1, True, 1),
+    ((9, 9, 16), 16, 1, 1, False, 1), ((10, 10, 4), 33, 2, 2, False, 1), ((6, 6, 1), 1, 3, 1, True, 1),
+])
+def test_conv_im2col(isa, in_hwc, cout, k, stride, same, batch):
+    need(isa)
+    rng = np.random.default_rng(in_hwc[0] * 100 + cout)
+    for zx, zw in ((128, 128), (0, 255), (255, 0)):
+        check(*conv(rng, in_hwc, cout, k, stride, batch, same, in_zp=zx, w_zp=zw, out_zp=3,
+                    real_multiplier=0.0007, act=(3, 200)), isa)
