@@ -1,5 +1,5 @@
-/* Runtime CPU detection (cpuid, XCR0, the Linux AMX permission) and the one
- * place that maps (op, shape, ISA level) to a kernel. */
+/* Runtime CPU detection (cpuid, XCR0, the Linux AMX permission; HWCAP on ARM)
+ * and the one place that maps (op, shape, ISA level) to a kernel. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +31,16 @@ static int request_amx_permission(void) {
   return 0;
 #endif
 }
+#endif
+
+#if defined(MNQ_ARM_KERNELS)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20) /* aarch64 AT_HWCAP: dot product */
+#endif
+#ifndef HWCAP_ARM_NEON
+#define HWCAP_ARM_NEON (1 << 12) /* 32-bit ARM AT_HWCAP */
+#endif
 #endif
 
 static unsigned g_mask;
@@ -69,6 +79,15 @@ static void detect(void) {
   if (avx512vnni) { add_feature("avx512-vnni"); mask |= 1u << MNQ_ISA_AVX512VNNI; }
   if (amx) { add_feature("amx-int8"); mask |= 1u << MNQ_ISA_AMX; }
 #endif
+#if defined(MNQ_ARM_KERNELS) && defined(__aarch64__)
+  /* Advanced SIMD is part of every aarch64 Linux system; the dot product is optional */
+  const unsigned long hwcap = getauxval(AT_HWCAP);
+  add_feature("asimd");
+  mask |= 1u << MNQ_ISA_NEON;
+  if (hwcap & HWCAP_ASIMDDP) { add_feature("asimddp"); mask |= 1u << MNQ_ISA_NEONDOT; }
+#elif defined(MNQ_ARM_KERNELS) && defined(__arm__)
+  if (getauxval(AT_HWCAP) & HWCAP_ARM_NEON) { add_feature("neon"); mask |= 1u << MNQ_ISA_NEON; }
+#endif
   if (!g_features[0]) add_feature("none beyond scalar");
   g_mask = mask;
 }
@@ -93,7 +112,7 @@ int mnq_isa_best(void) {
 }
 
 const char *mnq_isa_name(int isa) {
-  static const char *names[MNQ_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "amx"};
+  static const char *names[MNQ_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "amx", "neon", "neondot"};
   return (isa >= 0 && isa < MNQ_ISA_COUNT) ? names[isa] : "unknown";
 }
 
@@ -137,7 +156,30 @@ static int select_conv(mnq_layer *L, int isa) {
   return 0;
 }
 
+#ifdef MNQ_ARM_KERNELS
+int mnq_pwconv_u8_prepare__neon(mnq_layer *L);
+void mnq_pwconv_u8__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+int mnq_dwconv_u8_prepare__neon(mnq_layer *L);
+void mnq_dwconv_u8__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+#ifdef __aarch64__
+int mnq_pwconv_u8_prepare__neondot(mnq_layer *L);
+void mnq_pwconv_u8__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+#endif
+#endif
+
 static int select_pointwise(mnq_layer *L, int isa) {
+#if defined(MNQ_ARM_KERNELS) && defined(__aarch64__)
+  if (isa >= MNQ_ISA_NEONDOT) {
+    USE(mnq_pwconv_u8__neondot);
+    return mnq_pwconv_u8_prepare__neondot(L);
+  }
+#endif
+#ifdef MNQ_ARM_KERNELS
+  if (isa >= MNQ_ISA_NEON) {
+    USE(mnq_pwconv_u8__neon);
+    return mnq_pwconv_u8_prepare__neon(L);
+  }
+#endif
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
   /* AMX wins 2-4x once K fills a 64-byte tile row; at K=32 the padding makes
@@ -189,9 +231,15 @@ static int select_depthwise(mnq_layer *L, int isa) {
     else USE(mnq_dwconv3x3s2_u8__avx2);
     return 0;
   }
-#else
-  (void)isa;
 #endif
+#ifdef MNQ_ARM_KERNELS
+  /* depthwise gains nothing from the dot product: one NEON kernel serves both levels */
+  if (isa >= MNQ_ISA_NEON) {
+    USE(mnq_dwconv_u8__neon);
+    return mnq_dwconv_u8_prepare__neon(L);
+  }
+#endif
+  (void)isa;
   USE(mnq_dwconv_u8__scalar);
   return 0;
 }

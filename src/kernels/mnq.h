@@ -20,13 +20,16 @@ enum mnq_op {
   MNQ_OP_COPY = 5       /* reshape / squeeze: bytes unchanged */
 };
 
-/* Instruction-set levels, lowest first; a net may use any level up to the one asked. */
+/* Instruction-set levels, lowest first; a net may use any level up to the one asked.
+ * x86 and ARM levels share one numbering; a CPU only ever supports its own. */
 enum mnq_isa {
   MNQ_ISA_SCALAR = 0,
   MNQ_ISA_AVX2 = 1,
   MNQ_ISA_AVX512VNNI = 2,
   MNQ_ISA_AMX = 3,
-  MNQ_ISA_COUNT = 4
+  MNQ_ISA_NEON = 4,     /* ARMv7 NEON or aarch64 Advanced SIMD */
+  MNQ_ISA_NEONDOT = 5,  /* aarch64 with the dot-product extension (SDOT/UDOT) */
+  MNQ_ISA_COUNT = 6
 };
 
 /* One layer, all quantization already resolved (see docs: "Exact arithmetic").
@@ -77,6 +80,35 @@ int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors,
 /* Threads a run will actually use for `requested`: 1 in a child forked after the
  * parent ran multi-threaded (the OpenMP runtime cannot follow a fork). */
 int mnq_net_threads_usable(int requested);
+
+/* ---- One caller-supplied arena for a whole inference (embedded use) ----
+ * The arena holds the intermediate tensors (two ping-pong buffers), the per-thread
+ * scratch and the tensor pointer table; nothing is allocated while running. */
+size_t mnq_net_arena_bytes(const mnq_net *net, int batch, int num_threads);
+/* Read input [batch, H, W, C] and write the last layer's output; returns 0 on
+ * success, -1 on bad arguments or an arena smaller than mnq_net_arena_bytes(). */
+int mnq_net_run_arena(const mnq_net *net, int batch, const uint8_t *input, uint8_t *output,
+                      void *arena, size_t arena_bytes, int num_threads);
+
+/* ---- .mnq model files (docs/format.md) ---- */
+typedef struct {
+  int num_layers;
+  mnq_layer_desc *layers;       /* weights/bias point into the file image */
+  int input_h, input_w, input_c;
+  float input_scale;
+  int32_t input_zp;
+  int output_size;              /* bytes per image of the last layer's output */
+  int num_labels;               /* 0 when the file has none */
+  const char *const *labels;    /* NUL-terminated class names */
+} mnq_model;
+
+/* Validate and parse a file image (magic, version, size, CRC-32, blob bounds,
+ * weight/bias lengths). The model points into `data`, which must stay alive and
+ * be 4-byte aligned. Returns NULL and fills err on failure. */
+mnq_model *mnq_model_parse(const void *data, size_t size, char *err, size_t err_len);
+/* Read a whole file and parse it; the model owns the file image. */
+mnq_model *mnq_model_load(const char *path, char *err, size_t err_len);
+void mnq_model_free(mnq_model *model);
 
 #ifdef __cplusplus
 }

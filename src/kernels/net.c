@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -212,4 +213,40 @@ int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t 
   run_layers(net, batch, tensors, &w, layer_seconds);
 #endif
   return 0;
+}
+
+/* Arena layout, each part 64-byte aligned: tensor pointer table, two ping-pong
+ * buffers of the largest intermediate tensor, per-thread scratch. Layer i writes
+ * buffer i % 2, so no layer reads and writes the same buffer. */
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static size_t largest_intermediate(const mnq_net *net, int batch) {
+  size_t most = 0;
+  for (int i = 0; i + 1 < net->num_layers; i++) {
+    const mnq_layer_desc *d = &net->layers[i].d;
+    const size_t bytes = (size_t)tensor_bytes(d->out_h, d->out_w, d->out_c) * (size_t)batch;
+    if (bytes > most) most = bytes;
+  }
+  return align64(most);
+}
+
+size_t mnq_net_arena_bytes(const mnq_net *net, int batch, int num_threads) {
+  if (!net || batch <= 0) return 0;
+  return align64(sizeof(uint8_t *) * (size_t)(net->num_layers + 1)) + 2 * largest_intermediate(net, batch) +
+         mnq_net_scratch_bytes(net, num_threads) + 63; /* 63: room to align the arena's start */
+}
+
+int mnq_net_run_arena(const mnq_net *net, int batch, const uint8_t *input, uint8_t *output, void *arena,
+                      size_t arena_bytes, int num_threads) {
+  if (!net || batch <= 0 || !input || !output || !arena) return -1;
+  if (arena_bytes < mnq_net_arena_bytes(net, batch, num_threads)) return -1;
+  uint8_t *p = (uint8_t *)(((uintptr_t)arena + 63) & ~(uintptr_t)63);
+  uint8_t **tensors = (uint8_t **)p;
+  p += align64(sizeof(uint8_t *) * (size_t)(net->num_layers + 1));
+  const size_t buf = largest_intermediate(net, batch);
+  /* kernels never write their input, so dropping const here is safe */
+  tensors[0] = (uint8_t *)input;
+  for (int i = 1; i < net->num_layers; i++) tensors[i] = p + (size_t)((i - 1) % 2) * buf;
+  tensors[net->num_layers] = output;
+  return mnq_net_run(net, batch, tensors, p + 2 * buf, num_threads, NULL);
 }

@@ -18,6 +18,7 @@ cdef extern from "mnq.h":
         int32_t softmax_multiplier, softmax_left_shift, softmax_diff_min
     ctypedef struct mnq_net:
         pass
+    enum: MNQ_ISA_COUNT
     unsigned mnq_isa_supported_mask()
     int mnq_isa_best()
     const char *mnq_isa_name(int isa)
@@ -29,7 +30,7 @@ cdef extern from "mnq.h":
     int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t *scratch,
                     int num_threads, double *layer_seconds) nogil
 
-ISA_NAMES = tuple(mnq_isa_name(i).decode() for i in range(4))
+ISA_NAMES = tuple(mnq_isa_name(i).decode() for i in range(MNQ_ISA_COUNT))
 
 def supported_isas():
     """Names of the instruction-set levels this CPU and OS can run."""

@@ -1,0 +1,224 @@
+/* .mnq reader for C-only builds (docs/format.md is the specification). The
+ * layer records already carry the resolved integer parameters, so reading is
+ * validation plus copying fields; weights and biases stay in the file image. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mnq.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error ".mnq files are little-endian; this reader reads fields in host order"
+#endif
+
+enum { HEADER_SIZE = 96, LAYER_SIZE = 192, VERSION = 1, CRC_AT = 32 };
+
+struct model_owner {     /* what mnq_model_free releases */
+  mnq_model model;
+  void *file_image;      /* NULL when the caller owns the bytes */
+  char *label_text;
+  const char **labels;
+};
+
+static int fail(char *err, size_t n, const char *fmt, ...) {
+  if (err && n) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, n, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+static uint32_t u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static int32_t i32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+/* CRC-32 (zlib polynomial), with the header's crc field read as zero. */
+static uint32_t file_crc32(const uint8_t *data, size_t size) {
+  uint32_t table[256];
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    table[i] = c;
+  }
+  uint32_t crc = 0xFFFFFFFFu;
+  for (size_t i = 0; i < size; i++) {
+    const uint8_t b = (i >= CRC_AT && i < CRC_AT + 4) ? 0 : data[i];
+    crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8);
+  }
+  return crc ^ 0xFFFFFFFFu;
+}
+
+/* A blob must lie after the layer table and inside the file. */
+static int blob_ok(uint64_t off, uint64_t len, uint64_t table_end, uint64_t size) {
+  return off >= table_end && off <= size && len <= size - off;
+}
+
+static int parse_layers(struct model_owner *o, const uint8_t *data, uint64_t size, char *err, size_t n) {
+  mnq_model *m = &o->model;
+  const uint64_t table_end = HEADER_SIZE + (uint64_t)m->num_layers * LAYER_SIZE;
+  for (int i = 0; i < m->num_layers; i++) {
+    const uint8_t *r = data + HEADER_SIZE + (size_t)i * LAYER_SIZE;
+    mnq_layer_desc *d = &m->layers[i];
+    int *dims[] = {&d->in_h, &d->in_w, &d->in_c, &d->out_h, &d->out_w, &d->out_c,
+                   &d->k_h, &d->k_w, &d->stride_h, &d->stride_w};
+    for (int k = 0; k < 10; k++) {
+      const uint32_t v = u32(r + 12 + 4 * k);
+      if (v > (1u << 24)) return fail(err, n, "layer %d: dimension %u out of range", i, v);
+      *dims[k] = (int)v;
+    }
+    d->in_zp = i32(r + 56);
+    d->w_zp = i32(r + 64);
+    d->out_zp = i32(r + 72);
+    d->op = i32(r + 80);
+    int32_t *resolved[] = {&d->pad_top, &d->pad_left, &d->multiplier, &d->shift, &d->act_min, &d->act_max,
+                           &d->softmax_multiplier, &d->softmax_left_shift, &d->softmax_diff_min};
+    for (int k = 0; k < 9; k++) *resolved[k] = i32(r + 84 + 4 * k);
+    const uint64_t w_off = u64(r + 136), w_len = u64(r + 144), b_off = u64(r + 152), b_len = u64(r + 160);
+    const int has_weights = d->op == MNQ_OP_CONV || d->op == MNQ_OP_DEPTHWISE || d->op == MNQ_OP_POINTWISE;
+    if (d->op < MNQ_OP_CONV || d->op > MNQ_OP_COPY) return fail(err, n, "layer %d: unknown op %d", i, d->op);
+    if (has_weights) {
+      const uint64_t want = d->op == MNQ_OP_DEPTHWISE ? (uint64_t)d->k_h * d->k_w * d->out_c
+                                                      : (uint64_t)d->out_c * d->k_h * d->k_w * d->in_c;
+      if (!blob_ok(w_off, w_len, table_end, size)) return fail(err, n, "layer %d: weights lie outside the file", i);
+      if (w_len != want)
+        return fail(err, n, "layer %d: %llu weight bytes, its shape needs %llu", i, (unsigned long long)w_len,
+                    (unsigned long long)want);
+      d->weights = data + w_off;
+      if (b_len) {
+        if (!blob_ok(b_off, b_len, table_end, size)) return fail(err, n, "layer %d: bias lies outside the file", i);
+        if (b_len != 4 * (uint64_t)d->out_c) return fail(err, n, "layer %d: bias has %llu bytes", i, (unsigned long long)b_len);
+        if ((uintptr_t)(data + b_off) % 4) return fail(err, n, "layer %d: bias is not 4-byte aligned", i);
+        d->bias = (const int32_t *)(data + b_off);
+      }
+    }
+  }
+  return 0;
+}
+
+static int parse_labels(struct model_owner *o, const uint8_t *data, uint64_t size, char *err, size_t n) {
+  mnq_model *m = &o->model;
+  const uint32_t count = u32(data + 68);
+  if (!count) return 0;
+  const uint64_t off = u64(data + 56), len = u32(data + 64);
+  if (!blob_ok(off, len, HEADER_SIZE + (uint64_t)m->num_layers * LAYER_SIZE, size))
+    return fail(err, n, "labels lie outside the file");
+  if (!(o->label_text = malloc(len + 1)) || !(o->labels = calloc(count, sizeof(char *))))
+    return fail(err, n, "out of memory");
+  memcpy(o->label_text, data + off, len);
+  o->label_text[len] = 0;
+  uint64_t names = 1;
+  for (uint64_t i = 0; i < len; i++) names += o->label_text[i] == '\n';
+  if (names != count) return fail(err, n, "label count mismatch (%llu names, header says %u)", (unsigned long long)names, count);
+  char *p = o->label_text, *end = o->label_text + len;
+  for (uint32_t i = 0; i < count; i++) {
+    char *nl = memchr(p, '\n', (size_t)(end - p));
+    o->labels[i] = p;
+    p = nl ? nl : end; /* only the last name has no newline */
+    *p++ = 0;
+  }
+  m->num_labels = (int)count;
+  m->labels = o->labels;
+  return 0;
+}
+
+mnq_model *mnq_model_parse(const void *bytes, size_t size, char *err, size_t n) {
+  const uint8_t *data = bytes;
+  if (err && n) err[0] = 0;
+  if (!data || size < HEADER_SIZE || memcmp(data, "MNQMODEL", 8)) {
+    fail(err, n, "not an .mnq model file (bad magic)");
+    return NULL;
+  }
+  if (u32(data + 8) != VERSION) {
+    fail(err, n, ".mnq version %u, this reader reads version %d", u32(data + 8), VERSION);
+    return NULL;
+  }
+  if (u64(data + 24) != size) {
+    fail(err, n, "truncated or padded .mnq file (%llu bytes, header says %llu)", (unsigned long long)size,
+         (unsigned long long)u64(data + 24));
+    return NULL;
+  }
+  if (u32(data + 12) != HEADER_SIZE || u32(data + 16) != LAYER_SIZE) {
+    fail(err, n, "unexpected header/layer record size");
+    return NULL;
+  }
+  if (file_crc32(data, size) != u32(data + CRC_AT)) {
+    fail(err, n, "checksum mismatch: the .mnq file is corrupt or was modified");
+    return NULL;
+  }
+  const uint32_t num_layers = u32(data + 20);
+  if (num_layers == 0 || HEADER_SIZE + (uint64_t)num_layers * LAYER_SIZE > size) {
+    fail(err, n, "layer table does not fit in the file");
+    return NULL;
+  }
+  struct model_owner *o = calloc(1, sizeof(*o));
+  mnq_model *m = o ? &o->model : NULL;
+  if (!o || !(m->layers = calloc(num_layers, sizeof(mnq_layer_desc)))) {
+    free(o);
+    fail(err, n, "out of memory");
+    return NULL;
+  }
+  m->num_layers = (int)num_layers;
+  m->input_h = (int)u32(data + 36);
+  m->input_w = (int)u32(data + 40);
+  m->input_c = (int)u32(data + 44);
+  memcpy(&m->input_scale, data + 48, 4);
+  m->input_zp = i32(data + 52);
+  if (parse_layers(o, data, size, err, n) || parse_labels(o, data, size, err, n)) {
+    mnq_model_free(m);
+    return NULL;
+  }
+  const mnq_layer_desc *first = &m->layers[0], *last = &m->layers[num_layers - 1];
+  if (first->in_h != m->input_h || first->in_w != m->input_w || first->in_c != m->input_c) {
+    fail(err, n, "input shape %dx%dx%d differs from the first layer's", m->input_h, m->input_w, m->input_c);
+    mnq_model_free(m);
+    return NULL;
+  }
+  m->output_size = last->out_h * last->out_w * last->out_c;
+  return m;
+}
+
+mnq_model *mnq_model_load(const char *path, char *err, size_t n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fail(err, n, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  void *image = NULL;
+  long size = -1;
+  if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+  if (size < 0 || fseek(f, 0, SEEK_SET) != 0 || !(image = malloc(size ? (size_t)size : 1)) ||
+      fread(image, 1, (size_t)size, f) != (size_t)size) {
+    fail(err, n, "%s: cannot read the file", path);
+    fclose(f);
+    free(image);
+    return NULL;
+  }
+  fclose(f);
+  mnq_model *m = mnq_model_parse(image, (size_t)size, err, n);
+  if (!m) {
+    /* name the file in the message */
+    if (err && n) {
+      char why[256];
+      snprintf(why, sizeof(why), "%s", err);
+      snprintf(err, n, "%s: %s", path, why);
+    }
+    free(image);
+    return NULL;
+  }
+  ((struct model_owner *)m)->file_image = image;
+  return m;
+}
+
+void mnq_model_free(mnq_model *model) {
+  if (!model) return;
+  struct model_owner *o = (struct model_owner *)model;
+  free(model->layers);
+  free(o->labels);
+  free(o->label_text);
+  free(o->file_image);
+  free(o);
+}

@@ -1,0 +1,113 @@
+/* The C API on a real .mnq file: load, run through a caller-supplied arena,
+ * agree with mnq_net_run on separate buffers and with every ISA level, and
+ * reject damaged files with a message that names the problem.
+ *   test_api MODEL.mnq        prints "N passed, M failed" */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mnq.h"
+
+static int passed, failed;
+
+static void expect(int ok, const char *what) {
+  if (ok) passed++;
+  else failed++, printf("FAIL %s\n", what);
+}
+
+/* Parsing a damaged copy must fail with a message containing `needle`. */
+static void expect_rejected(const uint8_t *image, size_t size, const char *needle, const char *what) {
+  char err[256] = "";
+  void *copy = malloc(size ? size : 1);
+  memcpy(copy, image, size);
+  mnq_model *m = mnq_model_parse(copy, size, err, sizeof(err));
+  const int ok = !m && strstr(err, needle);
+  if (!ok) printf("  %s: got '%s'\n", what, err);
+  expect(ok, what);
+  mnq_model_free(m);
+  free(copy);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: test_api MODEL.mnq\n");
+    return 2;
+  }
+  char err[512];
+  mnq_model *m = mnq_model_load(argv[1], err, sizeof(err));
+  if (!m) {
+    printf("FAIL load: %s\n", err);
+    return 1;
+  }
+  expect(m->num_layers > 0 && m->input_c == 3 && m->output_size > 0, "model header");
+  expect(m->num_labels == 0 || m->num_labels == m->output_size, "label count");
+
+  const size_t in_bytes = (size_t)m->input_h * m->input_w * m->input_c;
+  uint8_t *x = malloc(in_bytes), *out = malloc((size_t)m->output_size), *ref = malloc((size_t)m->output_size);
+  for (size_t i = 0; i < in_bytes; i++) x[i] = (uint8_t)(i * 7 + i / 480);
+
+  /* reference: scalar net on separately allocated tensors */
+  mnq_net *scalar = mnq_net_create(m->layers, m->num_layers, 0, err, sizeof(err));
+  expect(scalar != NULL, "scalar net");
+  if (!scalar) return 1;
+  uint8_t **tensors = calloc((size_t)m->num_layers + 1, sizeof(uint8_t *));
+  tensors[0] = x;
+  for (int i = 0; i < m->num_layers; i++)
+    tensors[i + 1] = malloc((size_t)m->layers[i].out_h * m->layers[i].out_w * m->layers[i].out_c);
+  uint8_t *scratch = malloc(mnq_net_scratch_bytes(scalar, 1) + 1);
+  expect(mnq_net_run(scalar, 1, tensors, scratch, 1, NULL) == 0, "mnq_net_run");
+  memcpy(ref, tensors[m->num_layers], (size_t)m->output_size);
+
+  /* every level this CPU has, through the arena, 1 and 2 threads */
+  for (int isa = 0; isa < MNQ_ISA_COUNT; isa++) {
+    if (!(mnq_isa_supported_mask() & (1u << isa))) continue;
+    mnq_net *net = mnq_net_create(m->layers, m->num_layers, isa, err, sizeof(err));
+    expect(net != NULL, "net at every supported level");
+    for (int threads = 1; net && threads <= 2; threads++) {
+      const size_t bytes = mnq_net_arena_bytes(net, 1, threads);
+      void *arena = malloc(bytes);
+      memset(out, 0xAA, (size_t)m->output_size);
+      expect(mnq_net_run_arena(net, 1, x, out, arena, bytes, threads) == 0, "run with arena");
+      const int same = !memcmp(out, ref, (size_t)m->output_size);
+      if (!same) printf("  %s, %d threads: output differs from scalar\n", mnq_isa_name(isa), threads);
+      expect(same, "arena output equals the scalar output");
+      expect(mnq_net_run_arena(net, 1, x, out, arena, bytes - 64, threads) == -1, "short arena rejected");
+      free(arena);
+    }
+    mnq_net_destroy(net);
+  }
+  expect(mnq_net_create(m->layers, m->num_layers, MNQ_ISA_COUNT, err, sizeof(err)) == NULL && err[0],
+         "unknown level rejected");
+
+  /* damaged files */
+  FILE *f = fopen(argv[1], "rb");
+  fseek(f, 0, SEEK_END);
+  const size_t size = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *image = malloc(size);
+  expect(fread(image, 1, size, f) == size, "read model file");
+  fclose(f);
+  expect_rejected(image, size - 1, "truncated", "truncated file");
+  expect_rejected(image, 50, "bad magic", "shorter than a header");
+  image[size / 2] ^= 0x10;
+  expect_rejected(image, size, "checksum", "flipped byte");
+  image[size / 2] ^= 0x10;
+  image[0] = 'X';
+  expect_rejected(image, size, "bad magic", "bad magic");
+  image[0] = 'M';
+  image[8] = 2;
+  expect_rejected(image, size, "version", "future version");
+  image[8] = 1;
+  mnq_model *again = mnq_model_parse(image, size, err, sizeof(err));
+  expect(again != NULL, "the restored image parses");
+  mnq_model_free(again);
+  expect(mnq_model_load("/nonexistent/model.mnq", err, sizeof(err)) == NULL && strstr(err, "/nonexistent/model.mnq"),
+         "missing file named in the error");
+
+  for (int i = 0; i < m->num_layers; i++) free(tensors[i + 1]);
+  free(tensors), free(scratch), free(image), free(x), free(out), free(ref);
+  mnq_net_destroy(scalar);
+  mnq_model_free(m);
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}

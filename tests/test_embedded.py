@@ -1,0 +1,160 @@
+"""The C-only build (Makefile, docs/embedded.md): native, and cross-built for
+aarch64 and armhf and run under qemu-user.
+
+- the C kernel sweep (every NEON kernel vs scalar) and the C API test, on
+  aarch64 with the dot product (qemu's default cpu), without it (cortex-a53)
+  and on ARMv7 NEON (qemu-arm);
+- mnq-run on the main model and 20 ImageNet images: the full uint8 softmax
+  output equals the x86 Python build's and TFLite's reference, on every target;
+- mnq-run's errors for a missing/corrupt model and wrong-size images.
+Cross targets skip when their toolchain or qemu is missing (.ci/run installs them).
+"""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import IMAGES, MAIN_MODEL, reference
+
+import mnq
+from mnq.mnq_format import encode
+from mnq.model import read_graph
+from mnq.preprocess import load_image
+
+ROOT = Path(__file__).resolve().parents[1]
+NUM_IMAGES = 20
+
+# name: (compiler, emulator command or None for native, levels the kernel test must see)
+TARGETS = {
+    "aarch64-dotprod": ("aarch64-linux-gnu-gcc", ["qemu-aarch64", "-cpu", "max"], "scalar neon neondot"),
+    "aarch64-nodot": ("aarch64-linux-gnu-gcc", ["qemu-aarch64", "-cpu", "cortex-a53"], "scalar neon"),
+    "armhf": ("arm-linux-gnueabihf-gcc", ["qemu-arm", "-cpu", "cortex-a15"], "scalar neon"),
+}
+
+
+def build(cc):
+    """make the library, CLI and C tests for one compiler; returns the build dir."""
+    if not shutil.which(cc):
+        pytest.skip(f"{cc} not installed (apt-get install gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf)")
+    triplet = subprocess.run([cc, "-dumpmachine"], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["make", "-s", "-j2", f"CC={cc}"], cwd=ROOT, check=True, capture_output=True)
+    return ROOT / "build" / triplet
+
+
+def target(name):
+    cc, emulator, levels = TARGETS[name]
+    if not shutil.which(emulator[0]):
+        pytest.skip(f"{emulator[0]} not installed (apt-get install qemu-user)")
+    return build(cc), emulator, levels
+
+
+def run(cmd, **kw):
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=900, **kw)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("embedded") / "main.mnq"
+    path.write_bytes(encode(read_graph(str(MAIN_MODEL))))
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(model_file):
+    """20 ImageNet images as PPM files at the model's input size, plus the expected
+    outputs of the x86 build and of TFLite's reference kernels."""
+    folder = model_file.parent
+    model = mnq.load(MAIN_MODEL)
+    h, w, _ = model.input_shape
+    pixels = np.stack([load_image(p, (h, w)) for p in sorted(IMAGES.glob("*.JPEG"))[:NUM_IMAGES]])
+    paths = []
+    for i, img in enumerate(pixels):
+        paths.append(folder / f"img{i:02d}.ppm")
+        paths[-1].write_bytes(b"P6\n%d %d\n255\n" % (w, h) + img.tobytes())
+    ref = reference(MAIN_MODEL)
+    out_index = ref.it.get_output_details()[0]["index"]
+    tflite = []
+    for img in pixels:
+        ref.it.set_tensor(ref.input_index, img[None])
+        ref.it.invoke()
+        tflite.append(ref.it.get_tensor(out_index).reshape(-1).copy())
+    return paths, model.run(pixels), np.stack(tflite)
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_kernel_sweep_under_qemu(name):
+    build_dir, emulator, levels = target(name)
+    r = run(emulator + [build_dir / "test_kernels"])
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    assert f"levels: {levels}\n" in r.stdout
+    assert re.search(r"^\d+ passed, 0 failed$", r.stdout, re.M), r.stdout[-2000:]
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_c_api_under_qemu(name, model_file):
+    build_dir, emulator, _ = target(name)
+    r = run(emulator + [build_dir / "test_api", model_file])
+    assert r.returncode == 0 and re.search(r"^\d+ passed, 0 failed$", r.stdout, re.M), r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_mnq_run_matches_x86_and_tflite(name, model_file, images, tmp_path):
+    build_dir, emulator, levels = target(name)
+    paths, x86, tflite = images
+    assert np.array_equal(x86, tflite)
+    raw = tmp_path / "out.bin"
+    r = run(emulator + [build_dir / "mnq-run", "--verbose", "--output", raw, model_file] + paths)
+    assert r.returncode == 0, r.stderr
+    assert f"isa {levels.split()[-1]} " in r.stderr
+    if levels.endswith("neondot"):
+        assert "mnq_pwconv_u8__neondot" in r.stderr
+    assert "mnq_dwconv_u8__neon" in r.stderr
+    got = np.fromfile(raw, np.uint8).reshape(x86.shape)
+    for i in np.nonzero((got != x86).any(axis=1))[0]:
+        raise AssertionError(f"{name}: image {paths[i].name}: {np.count_nonzero(got[i] != x86[i])} output bytes "
+                             f"differ from the x86 build")
+    assert r.stdout.count(".ppm\n") == NUM_IMAGES
+
+
+def test_c_api_native(model_file):
+    build_dir = build("gcc")
+    r = run([build_dir / "test_api", model_file])
+    assert r.returncode == 0 and re.search(r"^\d+ passed, 0 failed$", r.stdout, re.M), r.stdout + r.stderr
+
+
+def test_mnq_run_errors(model_file, tmp_path):
+    cli = build("gcc") / "mnq-run"
+    good = tmp_path / "good.ppm"
+    good.write_bytes(b"P6\n# a comment\n160 160\n255\n" + bytes(160 * 160 * 3))
+    ok = run([cli, "--top", "3", model_file, good])
+    assert ok.returncode == 0 and len(ok.stdout.splitlines()) == 4, ok.stdout + ok.stderr
+
+    corrupt = tmp_path / "corrupt.mnq"
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 1
+    corrupt.write_bytes(bytes(data))
+    truncated = tmp_path / "truncated.mnq"
+    truncated.write_bytes(model_file.read_bytes()[:-100])
+    for model, message in [(tmp_path / "missing.mnq", "No such file"), (corrupt, "checksum mismatch"),
+                           (truncated, "truncated"), (good, "bad magic")]:
+        r = run([cli, model, good])
+        assert r.returncode != 0 and message in r.stderr and str(model) in r.stderr, r.stderr
+        assert r.stdout == ""
+
+    cases = {
+        "small.ppm": (b"P6\n100 100\n255\n" + bytes(100 * 100 * 3), "the model needs 160x160"),
+        "short.ppm": (b"P6\n160 160\n255\n" + bytes(100), "pixel data has 100 bytes"),
+        "p3.ppm": (b"P3\n160 160\n255\n0 0 0\n", "not a binary PPM"),
+        "deep.ppm": (b"P6\n160 160\n65535\n" + bytes(160 * 160 * 6), "maxval 255"),
+        "wrong.raw": (bytes(160 * 160 * 3 + 1), "raw image has 76801 bytes"),
+    }
+    for fname, (content, message) in cases.items():
+        (tmp_path / fname).write_bytes(content)
+        r = run([cli, model_file, tmp_path / fname])
+        assert r.returncode != 0 and message in r.stderr, (fname, r.stderr)
+    r = run([cli, model_file, tmp_path / "absent.ppm"])
+    assert r.returncode != 0 and "absent.ppm" in r.stderr
+    r = run([cli, "--isa", "sse9", model_file, good])
+    assert r.returncode == 2 and "unknown instruction set" in r.stderr
