@@ -10,7 +10,7 @@ from mnq import _core
 from mnq.plan import same_or_valid_padding
 
 # (isa level, substring the chosen 3x3 kernel's name must contain)
-LEVELS = [("avx2", "__avx2"), ("avx512vnni", "__avx512vnni"), ("amx", "__avx512vnni")]
+LEVELS = [("avx2", "__avx2"), ("avx512vnni", "_32x2__avx512vnni"), ("amx", "_32x2__avx512vnni")]
 
 
 def require(isa):

@@ -1,5 +1,5 @@
-/* Plan-time layout shared by the x86 depthwise 3x3 kernels (plain C; each ISA
- * file includes it with its own block width B = int32 lanes per vector).
+/* Plan-time layout of the AVX2 depthwise 3x3 kernel (plain C, block width
+ * B = int32 lanes per vector) and the shape test all x86 3x3 kernels share.
  *
  * Packed weights, per block of B channels (tail channels zero):
  *   int16 w01[3][2B]  (w[ky][0][c] - w_zp, w[ky][1][c] - w_zp) interleaved
