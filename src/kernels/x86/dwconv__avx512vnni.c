@@ -10,8 +10,9 @@
  * taps and the inner loop never branches:
  *   acc = bias - zx * sum9(w - zw) + sum9 x (w - zw)       (exact everywhere).
  * vpdpbusd multiplies u8 x s8, and w - zw only fits s8 for most channels: the
- * rest is split at pack time into extra s8 terms (w - zw = sum of parts) that
- * a separate pass accumulates first, so blocks whose weights fit pay nothing.
+ * rest is split at pack time into extra s8 terms (w - zw = sum of parts), one
+ * per kernel row and part that needs it, so blocks whose weights fit pay
+ * nothing and a lone outlier tap costs 4 vpdpbusd per 64 outputs.
  *
  * Requantization is mnq_requantize() rearranged so that it costs ~8 vector
  * ops (see rq_*). Four accumulators (2 pixels x 2 half-blocks) are narrowed
@@ -32,9 +33,9 @@ typedef struct {
 } blk;
 
 typedef struct {
-  __m512i w[2]; /* even/odd output pattern, one half-block, one kernel row */
-  int half, ky;
-  char pad[56];
+  __m512i w[2][2]; /* like blk.w[ky] */
+  int ky;
+  char pad[60];
 } extra;
 
 typedef struct {
@@ -82,19 +83,16 @@ int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L) {
   const mnq_layer_desc *d = &L->d;
   const int C = d->out_c, nb = (C + CB - 1) / CB;
   if (!requant_fits(d)) return 1;
-  /* extra terms: one per (block, half, row, part >= 1) that has a nonzero lane */
+  /* extra terms: one per (block, row, part >= 1) that has a nonzero weight */
   int nextra = 0;
   for (int b = 0; b < nb; b++)
-    for (int h = 0; h < 2; h++)
-      for (int ky = 0; ky < 3; ky++)
-        for (int p = 1; p < 3; p++) {
-          int any = 0;
-          for (int j = 0; j < 16; j++) {
-            const int c = b * CB + lane_channel(h, j);
-            for (int kx = 0; kx < 3 && c < C; kx++) any |= part(d->weights[(ky * 3 + kx) * C + c] - d->w_zp, p) != 0;
-          }
-          nextra += any;
-        }
+    for (int ky = 0; ky < 3; ky++)
+      for (int p = 1; p < 3; p++) {
+        int any = 0;
+        for (int c = b * CB; c < C && c < (b + 1) * CB; c++)
+          for (int kx = 0; kx < 3; kx++) any |= part(d->weights[(ky * 3 + kx) * C + c] - d->w_zp, p) != 0;
+        nextra += any;
+      }
   /* one spare extra: packing writes a candidate before knowing it is needed */
   const size_t bytes = sizeof(packed) + 64 + nb * sizeof(blk) + (nextra + 1) * sizeof(extra) + (nb + 1) * sizeof(int);
   uint8_t *mem = NULL;
@@ -118,29 +116,24 @@ int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L) {
         for (int t = 0; t < 9; t++) wsum += d->weights[t * C + c] - d->w_zp;
         bias[j] = (d->bias ? d->bias[c] : 0) - d->in_zp * wsum;
       }
-      for (int ky = 0; ky < 3; ky++)
-        for (int p = 0; p < 3; p++) {
-          int8_t *we = (int8_t *)(p ? P->extras[e].w : &P->blocks[b].w[ky][0][h]);
-          int8_t *wo = (int8_t *)(p ? &P->extras[e].w[1] : &P->blocks[b].w[ky][1][h]);
-          int any = 0;
+    }
+    for (int ky = 0; ky < 3; ky++)
+      for (int p = 0; p < 3; p++) {
+        __m512i(*w)[2] = p ? P->extras[e].w : P->blocks[b].w[ky];
+        int any = 0;
+        for (int h = 0; h < 2; h++)
           for (int j = 0; j < 16; j++) {
             const int c = b * CB + lane_channel(h, j);
             for (int kx = 0; kx < 3 && c < C; kx++) {
               const int v = part(d->weights[(ky * 3 + kx) * C + c] - d->w_zp, p);
-              we[4 * j + kx] = (int8_t)v;
-              wo[4 * j + kx + 1] = (int8_t)v;
+              ((int8_t *)&w[0][h])[4 * j + kx] = (int8_t)v;
+              ((int8_t *)&w[1][h])[4 * j + kx + 1] = (int8_t)v;
               any |= v != 0;
             }
           }
-          if (p && any) {
-            P->extras[e].half = h;
-            P->extras[e].ky = ky;
-            e++;
-          } else if (p) {
-            memset(&P->extras[e], 0, sizeof(extra));
-          }
-        }
-    }
+        if (p && any) P->extras[e++].ky = ky;
+        else if (p) memset(&P->extras[e], 0, sizeof(extra));
+      }
   }
   P->first_extra[nb] = e;
   const int right = d->shift > 0 ? 0 : -d->shift;
@@ -148,8 +141,8 @@ int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L) {
   P->nudge = ((int64_t)1 << 31) + (right ? ((int64_t)1 << (31 + right)) : 0) + ((int64_t)d->out_zp << (32 + right));
   P->sign_fix = right > 0 && d->act_min < d->out_zp;
   L->packed = P;
-  /* ring of 3 input rows + one row of zx (rows outside the image) + extra-term sums */
-  L->scratch_bytes = 64 + 4 * ring_row_bytes(d, nb) + (size_t)entries(d) * 4 * 64;
+  /* ring of 3 input rows + one row of zx (rows outside the image) */
+  L->scratch_bytes = 64 + 4 * ring_row_bytes(d, nb);
   return 0;
 }
 
@@ -234,11 +227,10 @@ static void transpose_row(const mnq_layer_desc *d, const uint8_t *x, __m512i *q,
   }
 }
 
-/* One output row of one 32-channel block. init: per pixel pair 4 accumulator
- * starts (even h0, even h1, odd h0, odd h1) when has_init, else the bias. */
-static inline __attribute__((always_inline)) void block_row(
-    const mnq_layer_desc *d, const blk *B, const __m512i *ra, const __m512i *rb, const __m512i *rc,
-    const __m512i *init, const int has_init, uint8_t *o, int cb, const rq *q, const int s) {
+/* One output row of one 32-channel block; r[ky] = its ring entries of kernel row ky. */
+static inline __attribute__((always_inline)) void block_row(const mnq_layer_desc *d, const blk *B, const extra *x0,
+                                                            const extra *x1, const __m512i *const r[3], uint8_t *o,
+                                                            int cb, const rq *q, const int s) {
   const int C = d->out_c, ow = d->out_w, n = C - cb * CB < CB ? C - cb * CB : CB;
   const __mmask32 m = n == CB ? 0xFFFFFFFFu : (1u << n) - 1;
   const __m512i perm = _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0);
@@ -246,19 +238,17 @@ static inline __attribute__((always_inline)) void block_row(
   /* stride 1: the odd pixel reads the same entry with the shifted pattern;
    * stride 2: the next entry with the same pattern */
   const int po = s == 1 ? 1 : 0, eo = s == 1 ? 0 : 2;
+  const __m512i *ra = r[0], *rb = r[1], *rc = r[2];
   const __m512i wa0 = B->w[0][0][0], wa1 = B->w[0][0][1], wb0 = B->w[1][0][0], wb1 = B->w[1][0][1];
   const __m512i wc0 = B->w[2][0][0], wc1 = B->w[2][0][1];
   const __m512i va0 = B->w[0][po][0], va1 = B->w[0][po][1], vb0 = B->w[1][po][0], vb1 = B->w[1][po][1];
   const __m512i vc0 = B->w[2][po][0], vc1 = B->w[2][po][1];
   for (int ox = 0; ox < ow; ox += 2) {
     const int t = s == 1 ? ox : 2 * ox; /* index of this pair's first entry vector */
-    __m512i e0 = has_init ? init[0] : B->bias[0], e1 = has_init ? init[1] : B->bias[1];
-    __m512i o0 = has_init ? init[2] : B->bias[0], o1 = has_init ? init[3] : B->bias[1];
-    init += 4;
-    e0 = _mm512_dpbusd_epi32(e0, ra[t], wa0);
-    e1 = _mm512_dpbusd_epi32(e1, ra[t + 1], wa1);
-    o0 = _mm512_dpbusd_epi32(o0, ra[t + eo], va0);
-    o1 = _mm512_dpbusd_epi32(o1, ra[t + eo + 1], va1);
+    __m512i e0 = _mm512_dpbusd_epi32(B->bias[0], ra[t], wa0);
+    __m512i e1 = _mm512_dpbusd_epi32(B->bias[1], ra[t + 1], wa1);
+    __m512i o0 = _mm512_dpbusd_epi32(B->bias[0], ra[t + eo], va0);
+    __m512i o1 = _mm512_dpbusd_epi32(B->bias[1], ra[t + eo + 1], va1);
     e0 = _mm512_dpbusd_epi32(e0, rb[t], wb0);
     e1 = _mm512_dpbusd_epi32(e1, rb[t + 1], wb1);
     o0 = _mm512_dpbusd_epi32(o0, rb[t + eo], vb0);
@@ -267,6 +257,13 @@ static inline __attribute__((always_inline)) void block_row(
     e1 = _mm512_dpbusd_epi32(e1, rc[t + 1], wc1);
     o0 = _mm512_dpbusd_epi32(o0, rc[t + eo], vc0);
     o1 = _mm512_dpbusd_epi32(o1, rc[t + eo + 1], vc1);
+    for (const extra *x = x0; x < x1; x++) {
+      const __m512i *rx = r[x->ky];
+      e0 = _mm512_dpbusd_epi32(e0, rx[t], x->w[0][0]);
+      e1 = _mm512_dpbusd_epi32(e1, rx[t + 1], x->w[0][1]);
+      o0 = _mm512_dpbusd_epi32(o0, rx[t + eo], x->w[po][0]);
+      o1 = _mm512_dpbusd_epi32(o1, rx[t + eo + 1], x->w[po][1]);
+    }
     /* packs saturate monotonically, so packs + packus clamp to [0, 255] exactly */
     const __m512i pe = _mm512_packs_epi32(rq_apply(e0, q), rq_apply(e1, q));
     const __m512i pod = _mm512_packs_epi32(rq_apply(o0, q), rq_apply(o1, q));
@@ -282,24 +279,6 @@ static inline __attribute__((always_inline)) void block_row(
   }
 }
 
-/* Extra s8 weight parts of one block, summed into acc (4 vectors per pixel pair). */
-static void extra_terms(const mnq_layer_desc *d, const packed *P, int cb, const __m512i *rows[3], __m512i *acc,
-                        const int s) {
-  const int npair = (d->out_w + 1) / 2, eo = s == 1 ? 0 : 2;
-  for (int i = 0; i < npair; i++)
-    for (int k = 0; k < 4; k++) acc[4 * i + k] = P->blocks[cb].bias[k & 1];
-  for (int e = P->first_extra[cb]; e < P->first_extra[cb + 1]; e++) {
-    const extra *X = &P->extras[e];
-    const __m512i *r = rows[X->ky] + X->half;
-    const __m512i we = X->w[0], wo = X->w[s == 1 ? 1 : 0];
-    for (int i = 0; i < npair; i++) {
-      const int t = s == 1 ? 2 * i : 4 * i;
-      acc[4 * i + X->half] = _mm512_dpbusd_epi32(acc[4 * i + X->half], r[t], we);
-      acc[4 * i + 2 + X->half] = _mm512_dpbusd_epi32(acc[4 * i + 2 + X->half], r[t + eo], wo);
-    }
-  }
-}
-
 static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w,
                              const int s) {
   const mnq_layer_desc *d = &L->d;
@@ -307,7 +286,7 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
   const int C = d->out_c, nb = P->nb, ne = entries(d);
   const size_t row_vecs = ring_row_bytes(d, nb) / sizeof(__m512i);
   __m512i *ring = (__m512i *)(((uintptr_t)w->scratch + 63) & ~(uintptr_t)63);
-  __m512i *pad = ring + 3 * row_vecs, *acc = pad + row_vecs;
+  __m512i *pad = ring + 3 * row_vecs;
   long held[3] = {-1, -1, -1}; /* which (image, input row) each ring slot holds */
   const rq q = rq_init(d, P);
   long r0, r1;
@@ -331,13 +310,9 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
     }
     uint8_t *o = out + r * d->out_w * C;
     for (int cb = 0; cb < nb; cb++) {
-      const __m512i *b[3] = {rows[0] + cb * ne * 2, rows[1] + cb * ne * 2, rows[2] + cb * ne * 2};
-      if (P->first_extra[cb] == P->first_extra[cb + 1]) {
-        block_row(d, &P->blocks[cb], b[0], b[1], b[2], NULL, 0, o, cb, &q, s);
-      } else {
-        extra_terms(d, P, cb, b, acc, s);
-        block_row(d, &P->blocks[cb], b[0], b[1], b[2], acc, 1, o, cb, &q, s);
-      }
+      const __m512i *const b[3] = {rows[0] + cb * ne * 2, rows[1] + cb * ne * 2, rows[2] + cb * ne * 2};
+      block_row(d, &P->blocks[cb], P->extras + P->first_extra[cb], P->extras + P->first_extra[cb + 1], b, o, cb,
+                &q, s);
     }
   }
 }
