@@ -101,6 +101,40 @@ def test_mobilenet_like_layers(isa, expect, c, hw, stride):
     check(desc, x, isa, expect, threads=2)
 
 
+@pytest.mark.parametrize("isa,expect", LEVELS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_weights_near_zero_point(isa, expect, stride):
+    """Real models' weights sit within s8 of w_zp with a few outlier taps: blocks whose
+    w - w_zp all fit s8 (no extra terms), single outliers in one kernel row, and
+    w - w_zp = +-255 (three s8 parts), on channel counts with and without tails."""
+    require(isa)
+    rng = np.random.default_rng(11 + stride)
+    for i, (c, w_zp) in enumerate([(32, 110), (64, 130), (96, 128), (512, 94), (1024, 211), (45, 0), (70, 255),
+                                   (33, 1), (17, 254)]):
+        lo, hi = max(0, w_zp - 128), min(255, w_zp + 127)
+        weights = rng.integers(lo, hi + 1, (3, 3, c)).astype(np.uint8)
+        for _ in range(i % 4):  # outliers: random tap and channel set to 0 or 255
+            weights[rng.integers(0, 3), rng.integers(0, 3), rng.integers(0, c)] = rng.choice([0, 255])
+        hw = [5, 10, 7, 4, 3, 9, 8, 6, 11][i]
+        desc = dw_layer(rng, hw, hw + i % 2, c, stride, "SAME", in_zp=[0, 128, 3][i % 3], w_zp=w_zp,
+                        out_zp=[0, 0, 128][i % 3], real_multiplier=[0.0043, 0.02, 0.3][i % 3], weights=weights,
+                        act=[(0, 255), (0, 143), (0, 255)][i % 3])
+        x = rng.integers(0, 256, (1 + i % 2, hw, hw + i % 2, c), dtype=np.uint8)
+        check(desc, x, isa, expect, threads=1 + i % 2)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_vnni_falls_back_when_accumulators_are_too_large(stride):
+    """The AVX-512 requantization needs 2 * (acc << left) and out_zp * 2^right to fit
+    int32; past that (multipliers far above 1 or below 2^-22) AVX2 takes the layer."""
+    require("avx512vnni")
+    rng = np.random.default_rng(5)
+    for mult, out_zp in [(2.0 ** 13, 0), (3000.0, 255), (2.0 ** -24, 255), (3e-8, 128), (2.0 ** 9, 128)]:
+        desc = dw_layer(rng, 6, 6, 40, stride, "SAME", in_zp=128, w_zp=0, out_zp=out_zp, real_multiplier=mult)
+        x = rng.integers(0, 256, (1, 6, 6, 40), dtype=np.uint8)
+        check(desc, x, "avx512vnni", "__avx2" if mult > 1000 or mult < 1e-7 else "_32x2__avx512vnni")
+
+
 @pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512vnni"])
 def test_other_shapes_fall_back_to_scalar(isa):
     """Shapes the 3x3 kernels do not handle (5x5, unequal strides) stay on the oracle."""
