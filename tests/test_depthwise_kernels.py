@@ -123,6 +123,21 @@ def test_weights_near_zero_point(isa, expect, stride):
         check(desc, x, isa, expect, threads=1 + i % 2)
 
 
+@pytest.mark.parametrize("isa,expect", LEVELS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_few_rows_two_threads(isa, expect, stride):
+    """Layers with few output rows (split by channel blocks when those divide evenly
+    between the threads), with channel tails, batch 1 and 3."""
+    require(isa)
+    rng = np.random.default_rng(21 + stride)
+    for h, w, c, batch in [(5, 5, 1024, 1), (3, 5, 64, 1), (2, 2, 96, 3), (1, 7, 128, 1), (4, 3, 40, 1),
+                           (3, 3, 70, 3), (5, 4, 33, 1), (2, 9, 256, 1)]:
+        desc = dw_layer(rng, h, w, c, stride, "SAME", in_zp=int(rng.integers(0, 256)), w_zp=int(rng.integers(0, 256)),
+                        out_zp=int(rng.integers(0, 256)), real_multiplier=0.004)
+        x = rng.integers(0, 256, (batch, h, w, c), dtype=np.uint8)
+        check(desc, x, isa, expect, threads=2)
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_vnni_falls_back_when_accumulators_are_too_large(stride):
     """The AVX-512 requantization needs 2 * (acc << left) and out_zp * 2^right to fit

@@ -188,7 +188,7 @@ static inline __m256i load_col(const uint8_t *x, int col, const mnq_layer_desc *
 }
 
 /* One input row -> ring entries (see the top comment). */
-static void transpose_row(const mnq_layer_desc *d, const uint8_t *x, __m512i *q, int nb, int ne) {
+static void transpose_row(const mnq_layer_desc *d, const uint8_t *x, __m512i *q, long cb0, long cb1, int ne) {
   const int C = d->out_c;
   const __m256i zx = _mm256_set1_epi8((char)d->in_zp);
   /* lane j, byte s <- column s, channel lane_channel(h, j): table = [c0|c1] [c2|c3] */
@@ -199,7 +199,7 @@ static void transpose_row(const mnq_layer_desc *d, const uint8_t *x, __m512i *q,
       for (int s = 0; s < 4; s++) b[4 * j + s] = (uint8_t)((s >> 1) * 64 + (s & 1) * 32 + lane_channel(h, j));
     idx[h] = _mm512_loadu_si512(b);
   }
-  for (int cb = 0; cb < nb; cb++) {
+  for (long cb = cb0; cb < cb1; cb++) {
     const int n = C - cb * CB < CB ? C - cb * CB : CB;
     const __mmask32 m = n == CB ? 0xFFFFFFFFu : (1u << n) - 1;
     const uint8_t *xc = x + cb * CB;
@@ -289,9 +289,12 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
   __m512i *pad = ring + 3 * row_vecs;
   long held[3] = {-1, -1, -1}; /* which (image, input row) each ring slot holds */
   const rq q = rq_init(d, P);
-  long r0, r1;
-  mnq_partition((long)batch * d->out_h, w, &r0, &r1);
-  if (r0 < r1) memset(pad, d->in_zp, row_vecs * sizeof(__m512i));
+  /* Few rows (5x5 layers) split 3/2 and repeat halo transposes: split the
+   * channel blocks instead. With many rows the row split measured faster. */
+  long r0 = 0, r1 = (long)batch * d->out_h, cb0 = 0, cb1 = nb;
+  if (r1 < 4 * w->nparts && nb % w->nparts == 0) mnq_partition(nb, w, &cb0, &cb1);
+  else mnq_partition(r1, w, &r0, &r1);
+  if (r0 < r1 && cb0 < cb1) memset(pad, d->in_zp, row_vecs * sizeof(__m512i));
   for (long r = r0; r < r1; r++) {
     const long n = r / d->out_h;
     const int oy = (int)(r % d->out_h);
@@ -303,13 +306,13 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
       const long g = n * d->in_h + iy;
       __m512i *slot = ring + (g % 3) * row_vecs;
       if (held[g % 3] != g) {
-        transpose_row(d, in + g * d->in_w * C, slot, nb, ne);
+        transpose_row(d, in + g * d->in_w * C, slot, cb0, cb1, ne);
         held[g % 3] = g;
       }
       rows[ky] = slot;
     }
     uint8_t *o = out + r * d->out_w * C;
-    for (int cb = 0; cb < nb; cb++) {
+    for (long cb = cb0; cb < cb1; cb++) {
       const __m512i *const b[3] = {rows[0] + cb * ne * 2, rows[1] + cb * ne * 2, rows[2] + cb * ne * 2};
       block_row(d, &P->blocks[cb], P->extras + P->first_extra[cb], P->extras + P->first_extra[cb + 1], b, o, cb,
                 &q, s);
