@@ -138,16 +138,18 @@ def test_few_rows_two_threads(isa, expect, stride):
         check(desc, x, isa, expect, threads=2)
 
 
+@pytest.mark.parametrize("isa,expect", LEVELS)
 @pytest.mark.parametrize("stride", [1, 2])
-def test_vnni_falls_back_when_accumulators_are_too_large(stride):
-    """The AVX-512 requantization needs 2 * (acc << left) and out_zp * 2^right to fit
-    int32; past that (multipliers far above 1 or below 2^-22) AVX2 takes the layer."""
-    require("avx512vnni")
+def test_oversized_accumulators_fall_back_to_scalar(isa, expect, stride):
+    """The 3x3 kernels' requantization needs 2 * (acc << left) and out_zp * 2^right to
+    fit int32; past that (multipliers far above 1 or below 2^-22) the oracle takes the
+    layer. Just inside the bound (2^9: left shift 10) the fast kernel stays exact."""
+    require(isa)
     rng = np.random.default_rng(5)
     for mult, out_zp in [(2.0 ** 13, 0), (3000.0, 255), (2.0 ** -24, 255), (3e-8, 128), (2.0 ** 9, 128)]:
         desc = dw_layer(rng, 6, 6, 40, stride, "SAME", in_zp=128, w_zp=0, out_zp=out_zp, real_multiplier=mult)
         x = rng.integers(0, 256, (1, 6, 6, 40), dtype=np.uint8)
-        check(desc, x, "avx512vnni", "__avx2" if mult > 1000 or mult < 1e-7 else "_32x2__avx512vnni")
+        check(desc, x, isa, "mnq_dwconv_u8__scalar" if mult > 1000 or mult < 1e-7 else expect)
 
 
 @pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512vnni"])

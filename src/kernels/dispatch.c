@@ -181,7 +181,7 @@ static int select_depthwise(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   ensure_detected();
   if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX512VNNI && g_avx512vbmi) {
-    /* > 0: accumulators too large for its requantization (absurd multipliers) */
+    /* > 0: accumulators too large for the 3x3 requantization (absurd multipliers) */
     const int rc = mnq_dwconv3x3_u8_prepare__avx512vnni(L);
     if (rc < 0) return -1;
     if (rc == 0) {
@@ -191,10 +191,13 @@ static int select_depthwise(mnq_layer *L, int isa) {
     }
   }
   if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX2) {
-    if (mnq_dwconv3x3_u8_prepare__avx2(L)) return -1;
-    if (L->d.stride_h == 1) USE(mnq_dwconv3x3s1_u8__avx2);
-    else USE(mnq_dwconv3x3s2_u8__avx2);
-    return 0;
+    const int rc = mnq_dwconv3x3_u8_prepare__avx2(L);
+    if (rc < 0) return -1;
+    if (rc == 0) {
+      if (L->d.stride_h == 1) USE(mnq_dwconv3x3s1_u8__avx2);
+      else USE(mnq_dwconv3x3s2_u8__avx2);
+      return 0;
+    }
   }
 #else
   (void)isa;

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 
 #include "../internal.h"
+#include "dwconv3x3_pack.h"
 
 enum { CB = 32 }; /* channels per block */
 
@@ -40,8 +41,6 @@ typedef struct {
 
 typedef struct {
   int nb, nextra;
-  int64_t nudge;    /* see rq_init */
-  int sign_fix;     /* negative accumulators need the ties-away correction */
   blk *blocks;      /* nb */
   extra *extras;    /* nextra, grouped by block */
   int *first_extra; /* nb + 1 */
@@ -65,24 +64,10 @@ static inline int part(int v, int p) {
   return v < -128 ? -128 : v > 127 ? 127 : v;
 }
 
-/* The vector requantization below is exact only if 2 * (acc << left) and the
- * folded zero point fit int32; bound |acc| by the weights and bias. */
-static int requant_fits(const mnq_layer_desc *d) {
-  const int C = d->out_c, left = d->shift > 0 ? d->shift : 0, right = d->shift > 0 ? 0 : -d->shift;
-  int64_t bmax = 0;
-  for (int c = 0; c < C; c++) {
-    int64_t b = d->bias ? llabs((long long)d->bias[c]) : 0;
-    for (int t = 0; t < 9; t++) b += 255 * (int64_t)abs(d->weights[t * C + c] - d->w_zp);
-    if (b > bmax) bmax = b;
-  }
-  if (left >= 30 || (bmax << (left + 1)) >= ((int64_t)1 << 31)) return 0;
-  return right == 0 || bmax + 2 + ((int64_t)256 << right) < ((int64_t)1 << 31);
-}
-
 int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L) {
   const mnq_layer_desc *d = &L->d;
   const int C = d->out_c, nb = (C + CB - 1) / CB;
-  if (!requant_fits(d)) return 1;
+  if (!mnq_dw3x3_rq_fits(d)) return 1;
   /* extra terms: one per (block, row, part >= 1) that has a nonzero weight */
   int nextra = 0;
   for (int b = 0; b < nb; b++)
@@ -136,39 +121,27 @@ int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L) {
       }
   }
   P->first_extra[nb] = e;
-  const int right = d->shift > 0 ? 0 : -d->shift;
-  /* 2 * (2^30 + h * 2^31 + zp * 2^(31 + right)), h = 2^(right-1) the rounding half */
-  P->nudge = ((int64_t)1 << 31) + (right ? ((int64_t)1 << (31 + right)) : 0) + ((int64_t)d->out_zp << (32 + right));
-  P->sign_fix = right > 0 && d->act_min < d->out_zp;
   L->packed = P;
   /* ring of 3 input rows + one row of zx (rows outside the image) */
   L->scratch_bytes = 64 + 4 * ring_row_bytes(d, nb);
   return 0;
 }
 
-/* mnq_requantize, rearranged (exact; requant_fits() guarantees no overflow):
- * with a = acc << left, x = SRDHM(a, M) = floor((a*M + 2^30) / 2^31) and
- * RDPOT(x, r) = floor((x + 2^(r-1) - [x < 0]) / 2^r) for r > 0, x itself for
- * r = 0. The half and the output zero point (times 2^r) fold into the 64-bit
- * nudge; doubling a puts floor(...) / 2^31 in the high dword of each product,
- * so one vpermt2d gathers all 16 results. [x < 0] may be replaced by [a < 0]
- * (they differ only at x = 0, where subtracting 1 does not change the
- * quotient), and is skipped when act_min >= out_zp: then every a < 0 clamps
- * to act_min either way. */
+/* mnq_requantize in ~8 ops: see mnq_dw3x3_rq_nudge in dwconv3x3_pack.h. */
 typedef struct {
   __m512i m, nudge, hi_idx, right, left1;
   int left, sign_fix;
 } rq;
 
-static inline rq rq_init(const mnq_layer_desc *d, const packed *P) {
+static inline rq rq_init(const mnq_layer_desc *d) {
   rq q;
   q.left = d->shift > 0 ? d->shift : 0;
   q.m = _mm512_set1_epi64(d->multiplier);
-  q.nudge = _mm512_set1_epi64(P->nudge);
+  q.nudge = _mm512_set1_epi64(mnq_dw3x3_rq_nudge(d));
   q.hi_idx = _mm512_set_epi32(31, 15, 29, 13, 27, 11, 25, 9, 23, 7, 21, 5, 19, 3, 17, 1);
   q.right = _mm512_set1_epi32(d->shift > 0 ? 0 : -d->shift);
   q.left1 = _mm512_set1_epi32(q.left + 1);
-  q.sign_fix = P->sign_fix;
+  q.sign_fix = mnq_dw3x3_rq_sign_fix(d);
   return q;
 }
 
@@ -288,7 +261,7 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
   __m512i *ring = (__m512i *)(((uintptr_t)w->scratch + 63) & ~(uintptr_t)63);
   __m512i *pad = ring + 3 * row_vecs;
   long held[3] = {-1, -1, -1}; /* which (image, input row) each ring slot holds */
-  const rq q = rq_init(d, P);
+  const rq q = rq_init(d);
   /* Few rows (5x5 layers) split 3/2 and repeat halo transposes: split the
    * channel blocks instead. With many rows the row split measured faster. */
   long r0 = 0, r1 = (long)batch * d->out_h, cb0 = 0, cb1 = nb;
