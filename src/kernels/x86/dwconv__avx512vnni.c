@@ -12,7 +12,7 @@
  * vpdpbusd multiplies u8 x s8, and w - zw only fits s8 for most channels: the
  * rest is split at pack time into extra s8 terms (w - zw = sum of parts), one
  * per kernel row and part that needs it, so blocks whose weights fit pay
- * nothing and a lone outlier tap costs 4 vpdpbusd per 64 outputs.
+ * nothing and a lone outlier tap costs 2 vpdpbusd per 64 outputs.
  *
  * Requantization is mnq_requantize() rearranged so that it costs ~8 vector
  * ops (see rq_*). Four accumulators (2 pixels x 2 half-blocks) are narrowed
@@ -36,7 +36,8 @@ typedef struct {
 typedef struct {
   __m512i w[2][2]; /* like blk.w[ky] */
   int ky;
-  char pad[60];
+  int halves; /* bit h: half h has a nonzero weight (outliers are usually in one) */
+  char pad[56];
 } extra;
 
 typedef struct {
@@ -113,11 +114,15 @@ int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L) {
               const int v = part(d->weights[(ky * 3 + kx) * C + c] - d->w_zp, p);
               ((int8_t *)&w[0][h])[4 * j + kx] = (int8_t)v;
               ((int8_t *)&w[1][h])[4 * j + kx + 1] = (int8_t)v;
-              any |= v != 0;
+              any |= (v != 0) << h;
             }
           }
-        if (p && any) P->extras[e++].ky = ky;
-        else if (p) memset(&P->extras[e], 0, sizeof(extra));
+        if (p && any) {
+          P->extras[e].ky = ky;
+          P->extras[e++].halves = any;
+        } else if (p) {
+          memset(&P->extras[e], 0, sizeof(extra));
+        }
       }
   }
   P->first_extra[nb] = e;
@@ -232,10 +237,14 @@ static inline __attribute__((always_inline)) void block_row(const mnq_layer_desc
     o1 = _mm512_dpbusd_epi32(o1, rc[t + eo + 1], vc1);
     for (const extra *x = x0; x < x1; x++) {
       const __m512i *rx = r[x->ky];
-      e0 = _mm512_dpbusd_epi32(e0, rx[t], x->w[0][0]);
-      e1 = _mm512_dpbusd_epi32(e1, rx[t + 1], x->w[0][1]);
-      o0 = _mm512_dpbusd_epi32(o0, rx[t + eo], x->w[po][0]);
-      o1 = _mm512_dpbusd_epi32(o1, rx[t + eo + 1], x->w[po][1]);
+      if (x->halves & 1) {
+        e0 = _mm512_dpbusd_epi32(e0, rx[t], x->w[0][0]);
+        o0 = _mm512_dpbusd_epi32(o0, rx[t + eo], x->w[po][0]);
+      }
+      if (x->halves & 2) {
+        e1 = _mm512_dpbusd_epi32(e1, rx[t + 1], x->w[0][1]);
+        o1 = _mm512_dpbusd_epi32(o1, rx[t + eo + 1], x->w[po][1]);
+      }
     }
     /* packs saturate monotonically, so packs + packus clamp to [0, 255] exactly */
     const __m512i pe = _mm512_packs_epi32(rq_apply(e0, q), rq_apply(e1, q));
