@@ -91,6 +91,21 @@ def test_quantization_corners(isa, expect):
 
 
 @pytest.mark.parametrize("isa,expect", LEVELS)
+def test_relu_ranges_above_zero_point(isa, expect):
+    """act_min >= out_zp (ReLU-like) lets the kernels skip the ties-away sign correction
+    for negative accumulators: check it on many negative accumulators and rounding ties
+    (multipliers 2^-k), with out_zp > 0 so the clamp is not at 0."""
+    require(isa)
+    rng = np.random.default_rng(17)
+    for i, (mult, out_zp) in enumerate(itertools.product([2.0 ** -10, 0.25, 0.0043, 0.3, 1.5], [1, 100, 254])):
+        act = (out_zp, 255) if i % 2 else (min(255, out_zp + 3), min(255, out_zp + 60))
+        desc = dw_layer(rng, 5, 6, 24 + i, 1 + i % 2, "SAME", in_zp=int(rng.integers(0, 256)), w_zp=128,
+                        out_zp=out_zp, real_multiplier=mult, act=act)
+        x = rng.integers(0, 256, (1, 5, 6, 24 + i), dtype=np.uint8)
+        check(desc, x, isa, expect, threads=1 + i % 2)
+
+
+@pytest.mark.parametrize("isa,expect", LEVELS)
 @pytest.mark.parametrize("c,hw,stride", [(512, 10, 1), (512, 10, 2), (1024, 5, 1), (1024, 3, 2), (32, 80, 1)])
 def test_mobilenet_like_layers(isa, expect, c, hw, stride):
     require(isa)
