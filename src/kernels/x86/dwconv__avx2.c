@@ -39,7 +39,7 @@ static void widen_row(const mnq_layer_desc *d, const uint8_t *x, __m256i *q) {
   }
 }
 
-/* mnq_requantize in ~11 ops (see mnq_dw3x3_rq_nudge); clamped int32 lanes */
+/* mnq_requantize in ~11 ops (see mnq_dw3x3_rq_fits); clamped int32 lanes */
 typedef struct {
   __m256i m, nudge, right, left1, lo, hi;
   int left, sign_fix;

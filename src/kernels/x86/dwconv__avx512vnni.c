@@ -15,10 +15,9 @@
  * nothing and a lone outlier tap costs 2 vpdpbusd per 64 outputs.
  *
  * Requantization is mnq_requantize() rearranged so that it costs ~8 vector
- * ops (see rq_*). Four accumulators (2 pixels x 2 half-blocks) are narrowed
+ * ops (rq_apply; derivation at mnq_dw3x3_rq_fits in dwconv3x3_pack.h). Four accumulators (2 pixels x 2 half-blocks) are narrowed
  * with saturating packs, which also clamp to [0, 255]; the lane -> channel
  * order of the transposes is chosen so the packs land channels in order. */
-#pragma GCC target("avx512vbmi")
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,7 +40,7 @@ typedef struct {
 } extra;
 
 typedef struct {
-  int nb, nextra;
+  int nb;
   blk *blocks;      /* nb */
   extra *extras;    /* nextra, grouped by block */
   int *first_extra; /* nb + 1 */
@@ -86,7 +85,6 @@ int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L) {
   memset(mem, 0, bytes);
   packed *P = (packed *)mem;
   P->nb = nb;
-  P->nextra = nextra;
   P->blocks = (blk *)(mem + ((sizeof(packed) + 63) & ~(size_t)63));
   P->extras = (extra *)(P->blocks + nb);
   P->first_extra = (int *)(P->extras + nextra + 1);
@@ -132,7 +130,7 @@ int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L) {
   return 0;
 }
 
-/* mnq_requantize in ~8 ops: see mnq_dw3x3_rq_nudge in dwconv3x3_pack.h. */
+/* mnq_requantize in ~8 ops: see mnq_dw3x3_rq_fits in dwconv3x3_pack.h. */
 typedef struct {
   __m512i m, nudge, hi_idx, right, left1;
   int left, sign_fix;
@@ -165,8 +163,9 @@ static inline __m256i load_col(const uint8_t *x, int col, const mnq_layer_desc *
   return (col >= 0 && col < d->in_w) ? _mm256_mask_loadu_epi8(zx, m, x + (long)col * d->out_c) : zx;
 }
 
-/* One input row -> ring entries (see the top comment). */
-static void transpose_row(const mnq_layer_desc *d, const uint8_t *x, __m512i *q, long cb0, long cb1, int ne) {
+/* One input row -> ring entries (see the top comment). Only this function
+ * needs VBMI (vpermt2b); dispatch checks the CPU has it. */
+__attribute__((target("avx512vbmi"))) static void transpose_row(const mnq_layer_desc *d, const uint8_t *x, __m512i *q, long cb0, long cb1, int ne) {
   const int C = d->out_c;
   const __m256i zx = _mm256_set1_epi8((char)d->in_zp);
   /* lane j, byte s <- column s, channel lane_channel(h, j): table = [c0|c1] [c2|c3] */
