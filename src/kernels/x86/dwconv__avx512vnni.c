@@ -3,16 +3,18 @@
  *
  * Tile: 32 channels x 2 output pixels. Each input row is transposed once into
  * a 3-row ring of entries; entry t holds, for 32 channels, the 4 input columns
- * 2t - pad_left .. +3 as 4 bytes per int32 lane (two zmm of 16 lanes). With
- * stride 1 that window serves outputs 2t (taps in bytes 0..2) and 2t + 1
- * (bytes 1..3); with stride 2 it serves output t (bytes 0..2). Columns and
+ * 2*stride*t - pad_left .. +3 as 4 bytes per int32 lane (two zmm of 16
+ * lanes), and serves outputs 2t and 2t + 1: with stride 1 as taps in bytes
+ * 0..2 and 1..3; with stride 2 as bytes 0..2, and bytes 2..3 plus byte 0 of
+ * entry t + 1 (one more vpdpbusd, but half the transposes). Columns and
  * rows outside the image hold the input zero point zx, so every output sees 9
  * taps and the inner loop never branches:
  *   acc = bias - zx * sum9(w - zw) + sum9 x (w - zw)       (exact everywhere).
  * vpdpbusd multiplies u8 x s8, and w - zw only fits s8 for most channels: the
  * rest is split at pack time into extra s8 terms (w - zw = sum of parts), one
  * per kernel row and part that needs it, so blocks whose weights fit pay
- * nothing and a lone outlier tap costs 2 vpdpbusd per 64 outputs.
+ * nothing and a lone outlier tap costs 2 (stride 2: 3) vpdpbusd per 64
+ * outputs.
  *
  * Requantization is mnq_requantize() rearranged so that it costs ~8 vector
  * ops (rq_apply; derivation at mnq_dw3x3_rq_fits in dwconv3x3_pack.h). Four accumulators (2 pixels x 2 half-blocks) are narrowed
@@ -27,13 +29,16 @@
 
 enum { CB = 32 }; /* channels per block */
 
+/* s8 weight patterns per lane: [0] (w0,w1,w2,0) for the even pixel; stride 1:
+ * [1] (0,w0,w1,w2) for the odd pixel on the same entry; stride 2: [1]
+ * (0,0,w0,w1) on the same entry + [2] (w2,0,0,0) on the next one. */
 typedef struct {
-  __m512i w[3][2][2]; /* [ky][even/odd output][half]: s8 (w0,w1,w2,0) / (0,w0,w1,w2) per lane */
+  __m512i w[3][3][2]; /* [ky][pattern][half] */
   __m512i bias[2];    /* int32 per lane, bias - zx * sum9(w - zw) */
 } blk;
 
 typedef struct {
-  __m512i w[2][2]; /* like blk.w[ky] */
+  __m512i w[3][2]; /* like blk.w[ky] */
   int ky;
   int halves; /* bit h: half h has a nonzero weight (outliers are usually in one) */
   char pad[56];
@@ -52,9 +57,8 @@ typedef struct {
  * low 32 bytes and p1 in the high 32, channels in order. */
 static inline int lane_channel(int h, int j) { return 8 * (j / 4) + 4 * h + j % 4; }
 
-static inline int entries(const mnq_layer_desc *d) {
-  return d->stride_w == 1 ? (d->out_w + 1) / 2 : (d->out_w + 1) & ~1;
-}
+/* per row and block; entry t starts at column 2 * stride * t - pad_left */
+static inline int entries(const mnq_layer_desc *d) { return (d->out_w + 1) / 2 + (d->stride_w == 2); }
 static inline size_t ring_row_bytes(const mnq_layer_desc *d, int nb) { return (size_t)nb * entries(d) * 128; }
 
 /* Split v = w - zw (in [-255, 255]) into s8 parts: part 0 is v clamped to s8,
@@ -104,6 +108,7 @@ int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L) {
     for (int ky = 0; ky < 3; ky++)
       for (int p = 0; p < 3; p++) {
         __m512i(*w)[2] = p ? P->extras[e].w : P->blocks[b].w[ky];
+        const int s = d->stride_w;
         int any = 0;
         for (int h = 0; h < 2; h++)
           for (int j = 0; j < 16; j++) {
@@ -111,7 +116,9 @@ int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L) {
             for (int kx = 0; kx < 3 && c < C; kx++) {
               const int v = part(d->weights[(ky * 3 + kx) * C + c] - d->w_zp, p);
               ((int8_t *)&w[0][h])[4 * j + kx] = (int8_t)v;
-              ((int8_t *)&w[1][h])[4 * j + kx + 1] = (int8_t)v;
+              if (s == 1) ((int8_t *)&w[1][h])[4 * j + kx + 1] = (int8_t)v;
+              else if (kx < 2) ((int8_t *)&w[1][h])[4 * j + kx + 2] = (int8_t)v;
+              else ((int8_t *)&w[2][h])[4 * j] = (int8_t)v;
               any |= (v != 0) << h;
             }
           }
@@ -181,7 +188,7 @@ __attribute__((target("avx512vbmi"))) static void transpose_row(const mnq_layer_
     const __mmask32 m = n == CB ? 0xFFFFFFFFu : (1u << n) - 1;
     const uint8_t *xc = x + cb * CB;
     for (int t = 0; t < ne; t++) {
-      const int col = 2 * t - d->pad_left;
+      const int col = 2 * d->stride_w * t - d->pad_left;
       __m512i z01, z23;
       if (col >= 0 && col + 3 < d->in_w && n == CB) {
         if (C == CB) {
@@ -212,37 +219,44 @@ static inline __attribute__((always_inline)) void block_row(const mnq_layer_desc
   const __mmask32 m = n == CB ? 0xFFFFFFFFu : (1u << n) - 1;
   const __m512i perm = _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0);
   const __m512i lo = _mm512_set1_epi8((char)d->act_min), hi = _mm512_set1_epi8((char)d->act_max);
-  /* stride 1: the odd pixel reads the same entry with the shifted pattern;
-   * stride 2: the next entry with the same pattern */
-  const int po = s == 1 ? 1 : 0, eo = s == 1 ? 0 : 2;
   const __m512i *ra = r[0], *rb = r[1], *rc = r[2];
   const __m512i wa0 = B->w[0][0][0], wa1 = B->w[0][0][1], wb0 = B->w[1][0][0], wb1 = B->w[1][0][1];
   const __m512i wc0 = B->w[2][0][0], wc1 = B->w[2][0][1];
-  const __m512i va0 = B->w[0][po][0], va1 = B->w[0][po][1], vb0 = B->w[1][po][0], vb1 = B->w[1][po][1];
-  const __m512i vc0 = B->w[2][po][0], vc1 = B->w[2][po][1];
+  const __m512i va0 = B->w[0][1][0], va1 = B->w[0][1][1], vb0 = B->w[1][1][0], vb1 = B->w[1][1][1];
+  const __m512i vc0 = B->w[2][1][0], vc1 = B->w[2][1][1];
   for (int ox = 0; ox < ow; ox += 2) {
-    const int t = s == 1 ? ox : 2 * ox; /* index of this pair's first entry vector */
+    const int t = ox; /* this pair's entry: vectors t (half 0) and t + 1 (half 1) */
     __m512i e0 = _mm512_dpbusd_epi32(B->bias[0], ra[t], wa0);
     __m512i e1 = _mm512_dpbusd_epi32(B->bias[1], ra[t + 1], wa1);
-    __m512i o0 = _mm512_dpbusd_epi32(B->bias[0], ra[t + eo], va0);
-    __m512i o1 = _mm512_dpbusd_epi32(B->bias[1], ra[t + eo + 1], va1);
+    __m512i o0 = _mm512_dpbusd_epi32(B->bias[0], ra[t], va0);
+    __m512i o1 = _mm512_dpbusd_epi32(B->bias[1], ra[t + 1], va1);
     e0 = _mm512_dpbusd_epi32(e0, rb[t], wb0);
     e1 = _mm512_dpbusd_epi32(e1, rb[t + 1], wb1);
-    o0 = _mm512_dpbusd_epi32(o0, rb[t + eo], vb0);
-    o1 = _mm512_dpbusd_epi32(o1, rb[t + eo + 1], vb1);
+    o0 = _mm512_dpbusd_epi32(o0, rb[t], vb0);
+    o1 = _mm512_dpbusd_epi32(o1, rb[t + 1], vb1);
     e0 = _mm512_dpbusd_epi32(e0, rc[t], wc0);
     e1 = _mm512_dpbusd_epi32(e1, rc[t + 1], wc1);
-    o0 = _mm512_dpbusd_epi32(o0, rc[t + eo], vc0);
-    o1 = _mm512_dpbusd_epi32(o1, rc[t + eo + 1], vc1);
+    o0 = _mm512_dpbusd_epi32(o0, rc[t], vc0);
+    o1 = _mm512_dpbusd_epi32(o1, rc[t + 1], vc1);
+    if (s == 2) {
+      o0 = _mm512_dpbusd_epi32(o0, ra[t + 2], B->w[0][2][0]);
+      o1 = _mm512_dpbusd_epi32(o1, ra[t + 3], B->w[0][2][1]);
+      o0 = _mm512_dpbusd_epi32(o0, rb[t + 2], B->w[1][2][0]);
+      o1 = _mm512_dpbusd_epi32(o1, rb[t + 3], B->w[1][2][1]);
+      o0 = _mm512_dpbusd_epi32(o0, rc[t + 2], B->w[2][2][0]);
+      o1 = _mm512_dpbusd_epi32(o1, rc[t + 3], B->w[2][2][1]);
+    }
     for (const extra *x = x0; x < x1; x++) {
       const __m512i *rx = r[x->ky];
       if (x->halves & 1) {
         e0 = _mm512_dpbusd_epi32(e0, rx[t], x->w[0][0]);
-        o0 = _mm512_dpbusd_epi32(o0, rx[t + eo], x->w[po][0]);
+        o0 = _mm512_dpbusd_epi32(o0, rx[t], x->w[1][0]);
+        if (s == 2) o0 = _mm512_dpbusd_epi32(o0, rx[t + 2], x->w[2][0]);
       }
       if (x->halves & 2) {
         e1 = _mm512_dpbusd_epi32(e1, rx[t + 1], x->w[0][1]);
-        o1 = _mm512_dpbusd_epi32(o1, rx[t + eo + 1], x->w[po][1]);
+        o1 = _mm512_dpbusd_epi32(o1, rx[t + 1], x->w[1][1]);
+        if (s == 2) o1 = _mm512_dpbusd_epi32(o1, rx[t + 3], x->w[2][1]);
       }
     }
     /* packs saturate monotonically, so packs + packus clamp to [0, 255] exactly */
