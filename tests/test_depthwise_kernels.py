@@ -10,7 +10,7 @@ from mnq import _core
 from mnq.plan import same_or_valid_padding
 
 # (isa level, substring the chosen 3x3 kernel's name must contain)
-LEVELS = [("avx2", "__avx2"), ("avx512vnni", "__avx512vnni"), ("amx", "__avx512vnni")]
+LEVELS = [("avx2", "__avx2"), ("avx512vnni", "_32x2__avx512vnni"), ("amx", "_32x2__avx512vnni")]
 
 
 def require(isa):
@@ -91,6 +91,21 @@ def test_quantization_corners(isa, expect):
 
 
 @pytest.mark.parametrize("isa,expect", LEVELS)
+def test_relu_ranges_above_zero_point(isa, expect):
+    """act_min >= out_zp (ReLU-like) lets the kernels skip the ties-away sign correction
+    for negative accumulators: check it on many negative accumulators and rounding ties
+    (multipliers 2^-k), with out_zp > 0 so the clamp is not at 0."""
+    require(isa)
+    rng = np.random.default_rng(17)
+    for i, (mult, out_zp) in enumerate(itertools.product([2.0 ** -10, 0.25, 0.0043, 0.3, 1.5], [1, 100, 254])):
+        act = (out_zp, 255) if i % 2 else (min(255, out_zp + 3), min(255, out_zp + 60))
+        desc = dw_layer(rng, 5, 6, 24 + i, 1 + i % 2, "SAME", in_zp=int(rng.integers(0, 256)), w_zp=128,
+                        out_zp=out_zp, real_multiplier=mult, act=act)
+        x = rng.integers(0, 256, (1, 5, 6, 24 + i), dtype=np.uint8)
+        check(desc, x, isa, expect, threads=1 + i % 2)
+
+
+@pytest.mark.parametrize("isa,expect", LEVELS)
 @pytest.mark.parametrize("c,hw,stride", [(512, 10, 1), (512, 10, 2), (1024, 5, 1), (1024, 3, 2), (32, 80, 1)])
 def test_mobilenet_like_layers(isa, expect, c, hw, stride):
     require(isa)
@@ -99,6 +114,57 @@ def test_mobilenet_like_layers(isa, expect, c, hw, stride):
                     real_multiplier=0.0043, act=(0, 143))
     x = rng.integers(0, 256, (1, hw, hw, c), dtype=np.uint8)
     check(desc, x, isa, expect, threads=2)
+
+
+@pytest.mark.parametrize("isa,expect", LEVELS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_weights_near_zero_point(isa, expect, stride):
+    """Real models' weights sit within s8 of w_zp with a few outlier taps: blocks whose
+    w - w_zp all fit s8 (no extra terms), single outliers in one kernel row, and
+    w - w_zp = +-255 (three s8 parts), on channel counts with and without tails."""
+    require(isa)
+    rng = np.random.default_rng(11 + stride)
+    for i, (c, w_zp) in enumerate([(32, 110), (64, 130), (96, 128), (512, 94), (1024, 211), (45, 0), (70, 255),
+                                   (33, 1), (17, 254)]):
+        lo, hi = max(0, w_zp - 128), min(255, w_zp + 127)
+        weights = rng.integers(lo, hi + 1, (3, 3, c)).astype(np.uint8)
+        for _ in range(i % 4):  # outliers: random tap and channel set to 0 or 255
+            weights[rng.integers(0, 3), rng.integers(0, 3), rng.integers(0, c)] = rng.choice([0, 255])
+        hw = [5, 10, 7, 4, 3, 9, 8, 6, 11][i]
+        desc = dw_layer(rng, hw, hw + i % 2, c, stride, "SAME", in_zp=[0, 128, 3][i % 3], w_zp=w_zp,
+                        out_zp=[0, 0, 128][i % 3], real_multiplier=[0.0043, 0.02, 0.3][i % 3], weights=weights,
+                        act=[(0, 255), (0, 143), (0, 255)][i % 3])
+        x = rng.integers(0, 256, (1 + i % 2, hw, hw + i % 2, c), dtype=np.uint8)
+        check(desc, x, isa, expect, threads=1 + i % 2)
+
+
+@pytest.mark.parametrize("isa,expect", LEVELS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_few_rows_two_threads(isa, expect, stride):
+    """Layers with few output rows (split by channel blocks when those divide evenly
+    between the threads), with channel tails, batch 1 and 3."""
+    require(isa)
+    rng = np.random.default_rng(21 + stride)
+    for h, w, c, batch in [(5, 5, 1024, 1), (3, 5, 64, 1), (2, 2, 96, 3), (1, 7, 128, 1), (4, 3, 40, 1),
+                           (3, 3, 70, 3), (5, 4, 33, 1), (2, 9, 256, 1)]:
+        desc = dw_layer(rng, h, w, c, stride, "SAME", in_zp=int(rng.integers(0, 256)), w_zp=int(rng.integers(0, 256)),
+                        out_zp=int(rng.integers(0, 256)), real_multiplier=0.004)
+        x = rng.integers(0, 256, (batch, h, w, c), dtype=np.uint8)
+        check(desc, x, isa, expect, threads=2)
+
+
+@pytest.mark.parametrize("isa,expect", LEVELS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_oversized_accumulators_fall_back_to_scalar(isa, expect, stride):
+    """The 3x3 kernels' requantization needs 2 * (acc << left) and out_zp * 2^right to
+    fit int32; past that (multipliers far above 1 or below 2^-22) the oracle takes the
+    layer. Just inside the bound (2^9: left shift 10) the fast kernel stays exact."""
+    require(isa)
+    rng = np.random.default_rng(5)
+    for mult, out_zp in [(2.0 ** 13, 0), (3000.0, 255), (2.0 ** -24, 255), (3e-8, 128), (2.0 ** 9, 128)]:
+        desc = dw_layer(rng, 6, 6, 40, stride, "SAME", in_zp=128, w_zp=0, out_zp=out_zp, real_multiplier=mult)
+        x = rng.integers(0, 256, (1, 6, 6, 40), dtype=np.uint8)
+        check(desc, x, isa, "mnq_dwconv_u8__scalar" if mult > 1000 or mult < 1e-7 else expect)
 
 
 @pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512vnni"])

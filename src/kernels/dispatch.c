@@ -44,6 +44,7 @@ static int request_amx_permission(void) {
 #endif
 
 static unsigned g_mask;
+static int g_avx512vbmi; /* the depthwise VNNI kernel's byte transposes need it */
 static char g_features[256];
 static int g_detected;
 
@@ -77,6 +78,7 @@ static void detect(void) {
   if (avx_vnni) add_feature("avx-vnni");
   if (avx512) add_feature("avx512f/bw/dq/vl");
   if (avx512vnni) { add_feature("avx512-vnni"); mask |= 1u << MNQ_ISA_AVX512VNNI; }
+  g_avx512vbmi = avx512vnni && ((c7 >> 1) & 1);
   if (amx) { add_feature("amx-int8"); mask |= 1u << MNQ_ISA_AMX; }
 #endif
 #if defined(MNQ_ARM_KERNELS) && defined(__aarch64__)
@@ -213,23 +215,31 @@ int mnq_dwconv3x3_u8_prepare__avx2(mnq_layer *L);
 void mnq_dwconv3x3s1_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_dwconv3x3s2_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L);
-void mnq_dwconv3x3s1_u8__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-void mnq_dwconv3x3s2_u8__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_dwconv3x3s1_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_dwconv3x3s2_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 #endif
 
 static int select_depthwise(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
-  if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX512VNNI) {
-    if (mnq_dwconv3x3_u8_prepare__avx512vnni(L)) return -1;
-    if (L->d.stride_h == 1) USE(mnq_dwconv3x3s1_u8__avx512vnni);
-    else USE(mnq_dwconv3x3s2_u8__avx512vnni);
-    return 0;
+  ensure_detected();
+  if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX512VNNI && g_avx512vbmi) {
+    /* > 0: accumulators too large for the 3x3 requantization (absurd multipliers) */
+    const int rc = mnq_dwconv3x3_u8_prepare__avx512vnni(L);
+    if (rc < 0) return -1;
+    if (rc == 0) {
+      if (L->d.stride_h == 1) USE(mnq_dwconv3x3s1_u8_32x2__avx512vnni);
+      else USE(mnq_dwconv3x3s2_u8_32x2__avx512vnni);
+      return 0;
+    }
   }
   if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX2) {
-    if (mnq_dwconv3x3_u8_prepare__avx2(L)) return -1;
-    if (L->d.stride_h == 1) USE(mnq_dwconv3x3s1_u8__avx2);
-    else USE(mnq_dwconv3x3s2_u8__avx2);
-    return 0;
+    const int rc = mnq_dwconv3x3_u8_prepare__avx2(L);
+    if (rc < 0) return -1;
+    if (rc == 0) {
+      if (L->d.stride_h == 1) USE(mnq_dwconv3x3s1_u8__avx2);
+      else USE(mnq_dwconv3x3s2_u8__avx2);
+      return 0;
+    }
   }
 #endif
 #ifdef MNQ_ARM_KERNELS

@@ -1,5 +1,6 @@
-/* Plan-time layout shared by the x86 depthwise 3x3 kernels (plain C; each ISA
- * file includes it with its own block width B = int32 lanes per vector).
+/* Plan-time layout of the AVX2 depthwise 3x3 kernel (plain C, block width
+ * B = int32 lanes per vector), and the shape test and requantization plan
+ * all x86 3x3 kernels share.
  *
  * Packed weights, per block of B channels (tail channels zero):
  *   int16 w01[3][2B]  (w[ky][0][c] - w_zp, w[ky][1][c] - w_zp) interleaved
@@ -30,9 +31,42 @@ static inline int mnq_dw3x3_fits(const mnq_layer_desc *d) {
   return d->k_h == 3 && d->k_w == 3 && d->stride_h == d->stride_w && (d->stride_h == 1 || d->stride_h == 2);
 }
 
-/* Pack weights and size the scratch; -1 on out of memory. */
+/* Requantization shared by the x86 3x3 kernels: mnq_requantize rearranged.
+ * With a = acc << left, x = SRDHM(a, M) = floor((a*M + 2^30) / 2^31) and
+ * RDPOT(x, r) = floor((x + 2^(r-1) - [x < 0]) / 2^r) for r > 0, x itself for
+ * r = 0. The half and the output zero point (times 2^r) fold into the 64-bit
+ * nudge added to a*M; doubling a puts floor(...) / 2^31 in the high dword of
+ * each 64-bit product, so the results are gathered without shifts. [x < 0]
+ * may be replaced by [a < 0] (they differ only at x = 0, where subtracting 1
+ * does not change the quotient), and is skipped when act_min >= out_zp: then
+ * every a < 0 clamps to act_min either way. Then y = t >> r, clamped.
+ * Exact only if 2 * (acc << left) and t fit int32: mnq_dw3x3_rq_fits bounds
+ * |acc| by the weights and bias at plan time. */
+static inline int mnq_dw3x3_rq_fits(const mnq_layer_desc *d) {
+  const int C = d->out_c, left = d->shift > 0 ? d->shift : 0, right = d->shift > 0 ? 0 : -d->shift;
+  int64_t bmax = 0;
+  for (int c = 0; c < C; c++) {
+    int64_t b = d->bias ? llabs((long long)d->bias[c]) : 0;
+    for (int t = 0; t < 9; t++) b += 255 * (int64_t)abs(d->weights[t * C + c] - d->w_zp);
+    if (b > bmax) bmax = b;
+  }
+  if (left >= 30 || (bmax << (left + 1)) >= ((int64_t)1 << 31)) return 0;
+  return right == 0 || bmax + 2 + ((int64_t)256 << right) < ((int64_t)1 << 31);
+}
+
+/* 2 * (2^30 + h * 2^31 + zp * 2^(31 + r)), h = 2^(r-1) the rounding half */
+static inline int64_t mnq_dw3x3_rq_nudge(const mnq_layer_desc *d) {
+  const int right = d->shift > 0 ? 0 : -d->shift;
+  return ((int64_t)1 << 31) + (right ? ((int64_t)1 << (31 + right)) : 0) + ((int64_t)d->out_zp << (32 + right));
+}
+
+static inline int mnq_dw3x3_rq_sign_fix(const mnq_layer_desc *d) { return d->shift < 0 && d->act_min < d->out_zp; }
+
+/* Pack weights and size the scratch; -1 on out of memory, 1 if the
+ * requantization would not be exact (then another kernel takes the layer). */
 static inline int mnq_dw3x3_prepare(mnq_layer *L, int B) {
   const mnq_layer_desc *d = &L->d;
+  if (!mnq_dw3x3_rq_fits(d)) return 1;
   const int C = d->out_c, nb = mnq_dw3x3_blocks(d, B);
   const size_t bytes = (size_t)nb * mnq_dw3x3_block_bytes(B);
   uint8_t *p = NULL;

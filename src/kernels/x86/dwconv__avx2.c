@@ -7,7 +7,6 @@
 
 #include "../internal.h"
 #include "dwconv3x3_pack.h"
-#include "requant_avx2.h"
 
 enum { B = 8 };
 
@@ -40,6 +39,34 @@ static void widen_row(const mnq_layer_desc *d, const uint8_t *x, __m256i *q) {
   }
 }
 
+/* mnq_requantize in ~11 ops (see mnq_dw3x3_rq_fits); clamped int32 lanes */
+typedef struct {
+  __m256i m, nudge, right, left1, lo, hi;
+  int left, sign_fix;
+} rq;
+
+static inline rq rq_init(const mnq_layer_desc *d) {
+  rq q;
+  q.left = d->shift > 0 ? d->shift : 0;
+  q.m = _mm256_set1_epi64x(d->multiplier);
+  q.nudge = _mm256_set1_epi64x(mnq_dw3x3_rq_nudge(d));
+  q.right = _mm256_set1_epi32(d->shift > 0 ? 0 : -d->shift);
+  q.left1 = _mm256_set1_epi32(q.left + 1);
+  q.lo = _mm256_set1_epi32(d->act_min);
+  q.hi = _mm256_set1_epi32(d->act_max);
+  q.sign_fix = mnq_dw3x3_rq_sign_fix(d);
+  return q;
+}
+
+static inline __m256i rq_apply(__m256i acc, const rq *q) {
+  const __m256i a2 = q->left ? _mm256_sllv_epi32(acc, q->left1) : _mm256_add_epi32(acc, acc);
+  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(a2, q->m), q->nudge);
+  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_shuffle_epi32(a2, 0xF5), q->m), q->nudge);
+  __m256i t = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+  if (q->sign_fix) t = _mm256_add_epi32(t, _mm256_srai_epi32(a2, 31));
+  return _mm256_min_epi32(_mm256_max_epi32(_mm256_srav_epi32(t, q->right), q->lo), q->hi);
+}
+
 static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
                              const mnq_work *w, const int s) {
   const mnq_layer_desc *d = &L->d;
@@ -47,7 +74,7 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
   const size_t row_vecs = mnq_dw3x3_row_bytes(d, B) / sizeof(__m256i);
   __m256i *ring = (__m256i *)(((uintptr_t)w->scratch + 63) & ~(uintptr_t)63);
   long held[3] = {-1, -1, -1}; /* which (image, input row) each ring slot holds */
-  const mnq_rq256 rq = mnq_rq256_init(d);
+  const rq q = rq_init(d);
   long r0, r1;
   mnq_partition((long)batch * d->out_h, w, &r0, &r1);
   for (long r = r0; r < r1; r++) {
@@ -87,7 +114,7 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
         acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(qb[ox + e2], w2b));
         acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(qc[ox], w01c));
         acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(qc[ox + e2], w2c));
-        const __m256i y = mnq_rq256_apply(_mm256_add_epi32(acc0, acc1), &rq);
+        const __m256i y = rq_apply(_mm256_add_epi32(acc0, acc1), &q);
         /* values are already in [0, 255]: the saturating packs only narrow */
         const __m128i y16 = _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
         const __m128i y8 = _mm_packus_epi16(y16, y16);
