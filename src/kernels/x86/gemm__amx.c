@@ -59,16 +59,14 @@ void mnq_pwconv_u8_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *ou
       _tile_stored(1, c + 16, 128);
       _tile_stored(2, c + 16 * 32, 128);
       _tile_stored(3, c + 16 * 32 + 16, 128);
-      for (int j = 0; j < 2; j++) {
-        const int col = (2 * p + j) * 16;
-        if (col >= N) break;
-        const __mmask16 mask = N - col >= 16 ? 0xFFFF : (__mmask16)((1u << (N - col)) - 1);
-        const __m512i bias = _mm512_load_si512(P->bias + col);
-        for (int i = 0; i < rows; i++) {
-          const __m512i acc = _mm512_add_epi32(_mm512_add_epi32(_mm512_load_si512(c + i * 32 + j * 16), bias),
-                                               _mm512_set1_epi32(rsc[i]));
-          _mm512_mask_cvtepi32_storeu_epi8(out + (r + i) * N + col, mask, mnq_rq512_apply(acc, &q));
-        }
+      const int col = 32 * p, width = N - col;
+      const __mmask64 mask = width >= 32 ? 0xFFFFFFFFull : (1ull << width) - 1;
+      const __m512i bias0 = _mm512_load_si512(P->bias + col), bias1 = _mm512_load_si512(P->bias + col + 16);
+      for (int i = 0; i < rows; i++) {
+        const __m512i rs = _mm512_set1_epi32(rsc[i]);
+        const __m512i y0 = mnq_rq512_scale(_mm512_add_epi32(_mm512_add_epi32(_mm512_load_si512(c + i * 32), bias0), rs), &q);
+        const __m512i y1 = mnq_rq512_scale(_mm512_add_epi32(_mm512_add_epi32(_mm512_load_si512(c + i * 32 + 16), bias1), rs), &q);
+        mnq_rq512_store64(out + (r + i) * N + col, mask, y0, y1, y0, y1, &q);
       }
     }
   }

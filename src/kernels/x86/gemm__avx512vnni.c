@@ -18,7 +18,7 @@ static inline int32_t load4(const uint8_t *p) {
 
 static inline __attribute__((always_inline)) void ukernel(
     const int mr, const int nb, const mnq_gemm_packed *P, const uint8_t *a, long lda, int b,
-    const int32_t *rsc, uint8_t *o, long ldo, __mmask16 last, const mnq_rq512 *q) {
+    const int32_t *rsc, uint8_t *o, long ldo, __mmask64 cols, const mnq_rq512 *q) {
   const long wstride = (long)P->kgroups * 64;
   const int8_t *w = P->w + b * wstride;
   __m512i acc[MR][NB];
@@ -44,13 +44,14 @@ static inline __attribute__((always_inline)) void ukernel(
       for (int j = 0; j < nb; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], x, wv[j]);
     }
   }
-  for (int i = 0; i < mr; i++)
-    for (int j = 0; j < nb; j++)
-      _mm512_mask_cvtepi32_storeu_epi8(o + i * ldo + j * 16, j == nb - 1 ? last : 0xFFFF,
-                                       mnq_rq512_apply(acc[i][j], q));
+  for (int i = 0; i < mr; i++) {
+    __m512i y[NB];
+    for (int j = 0; j < NB; j++) y[j] = j < nb ? mnq_rq512_scale(acc[i][j], q) : _mm512_setzero_si512();
+    mnq_rq512_store64(o + i * ldo, cols, y[0], y[1], y[2], y[3], q);
+  }
 }
 
-#define UK(mr_, nb_) ukernel(mr_, nb_, P, ar, lda, b, rsc + r, o, ldo, last, q)
+#define UK(mr_, nb_) ukernel(mr_, nb_, P, ar, lda, b, rsc + r, o, ldo, cols, q)
 #define UK_NB(mr_)                 \
   switch (nb) {                    \
     case 1: UK(mr_, 1); break;     \
@@ -72,8 +73,8 @@ static void gemm_rows(const mnq_gemm_packed *P, const mnq_rq512 *q, const uint8_
     for (long r = 0; r < cr; r++) rsc[r] = mnq_rowsum512(a + (c0 + r) * lda, P->k) * P->zw_corr;
     for (int b = b0; b < b1; b += NB) {
       const int nb = b1 - b < NB ? b1 - b : NB;
-      const int tail = P->n - (b + nb - 1) * 16;
-      const __mmask16 last = tail >= 16 ? 0xFFFF : (__mmask16)((1u << tail) - 1);
+      const int width = P->n - b * 16 < nb * 16 ? P->n - b * 16 : nb * 16; /* not past this thread's columns */
+      const __mmask64 cols = width >= 64 ? ~0ull : (1ull << width) - 1;
       for (long r = 0; r < cr; r += MR) {
         const uint8_t *ar = a + (c0 + r) * lda;
         uint8_t *o = out + (c0 + r) * ldo + b * 16;
