@@ -43,7 +43,10 @@ def test_pointwise_channel_sweep(isa):
     rng = np.random.default_rng(1)
     names = set()
     for k in range(1, 68):
-        names.add(check(*pw(rng, (3, 5), k, int(rng.integers(1, 70))), isa))
+        name = check(*pw(rng, (3, 5), k, int(rng.integers(1, 70))), isa)
+        names.add(name)
+        if isa == "amx" and k >= 32:  # K-wide tiles below 64, 64-byte steps above
+            assert name == "mnq_pwconv_u8_32x32__amx", (k, name)
     for n in range(1, 68):
         names.add(check(*pw(rng, (1, 7), int(rng.integers(1, 70)), n), isa))
     if isa == "amx":
@@ -109,13 +112,16 @@ def conv(rng, in_hwc, cout, k, stride, batch=1, same=True, **kw):
     ((160, 160, 3), 32, 3, 2, True, 1), ((31, 29, 3), 32, 3, 2, True, 3), ((16, 16, 3), 8, 3, 2, True, 1),
     ((15, 15, 3), 17, 3, 2, True, 1), ((12, 11, 8), 20, 3, 1, True, 2), ((7, 9, 5), 70, 5, 1, True, 1),
     ((9, 9, 16), 16, 1, 1, False, 1), ((10, 10, 4), 33, 2, 2, False, 1), ((6, 6, 1), 1, 3, 1, True, 1),
+    ((11, 13, 32), 40, 1, 2, False, 2), ((9, 8, 10), 65, 3, 1, True, 1),
 ])
 def test_conv_im2col(isa, in_hwc, cout, k, stride, same, batch):
     need(isa)
     rng = np.random.default_rng(in_hwc[0] * 100 + cout)
     for zx, zw in ((128, 128), (0, 255), (255, 0)):
-        check(*conv(rng, in_hwc, cout, k, stride, batch, same, in_zp=zx, w_zp=zw, out_zp=3,
-                    real_multiplier=0.0007, act=(3, 200)), isa)
+        name = check(*conv(rng, in_hwc, cout, k, stride, batch, same, in_zp=zx, w_zp=zw, out_zp=3,
+                           real_multiplier=0.0007, act=(3, 200)), isa)
+        # AMX: K = k*k*cin <= 32 builds rows in registers (RGB stem), larger K the generic im2col
+        assert name == {"amx": "mnq_conv_u8_im2col_32x32__amx", "avx512vnni": "mnq_conv_u8_im2col_6x64__avx512vnni"}[isa]
 
 
 @pytest.mark.parametrize("isa", FAST_ISAS)

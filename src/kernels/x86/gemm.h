@@ -103,7 +103,11 @@ void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *ou
 #define MNQ_AVX2_CHUNK 96
 #define MNQ_AVX2_SCRATCH(k) ((size_t)MNQ_AVX2_CHUNK * (((k) + 1) & ~1) * 2 + 64)
 void mnq_pwconv_u8_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-/* Per-thread scratch of the AMX kernel: int32 C block, A rows padded to 64, alignment slack. */
-#define MNQ_AMX_SCRATCH(k) (32 * 32 * 4 + 32 * (size_t)(((k) + 63) & ~63) + 64)
+void mnq_conv_u8_im2col_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+/* AMX packs K to one narrower tile when it is below 64, else to whole 64-byte steps. */
+#define MNQ_AMX_KALIGN(k) ((k) < 64 ? 4 : 64)
+#define MNQ_AMX_KP(k) (((k) + MNQ_AMX_KALIGN(k) - 1) / MNQ_AMX_KALIGN(k) * MNQ_AMX_KALIGN(k))
+/* Per-thread scratch of the AMX kernels: int32 C block, `rows` A rows of KP (at least 32) bytes, slack. */
+#define MNQ_AMX_SCRATCH(k, rows) (32 * 32 * 4 + (size_t)(rows) * (MNQ_AMX_KP(k) < 32 ? 32 : MNQ_AMX_KP(k)) + 64)
 
 #endif
