@@ -96,6 +96,10 @@ static inline void mnq_gemm_split(long m, int n, int width, const mnq_work *w, l
 /* Rows of the im2col matrix a conv kernel builds at a time, per thread. */
 #define MNQ_IM2COL_ROWS 192
 
+/* Rows x column blocks [b0, b1) of 16 of a GEMM on any packing of this layout (the AMX
+ * kernel hands it products of few rows, where tiles would be mostly padding). */
+void mnq_gemm_u8_6x64__avx512vnni(const mnq_gemm_packed *P, const mnq_layer_desc *d, const uint8_t *a, long lda,
+                                  long rows, uint8_t *out, long ldo, int b0, int b1);
 void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
@@ -104,6 +108,8 @@ void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *ou
 #define MNQ_AVX2_SCRATCH(k) ((size_t)MNQ_AVX2_CHUNK * (((k) + 1) & ~1) * 2 + 64)
 void mnq_pwconv_u8_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+/* Below this many rows per thread the AMX pointwise kernel runs the VNNI microkernel. */
+#define MNQ_AMX_MIN_ROWS 8
 /* AMX packs K to one narrower tile when it is below 64, else to whole 64-byte steps. */
 #define MNQ_AMX_KALIGN(k) ((k) < 64 ? 4 : 64)
 #define MNQ_AMX_KP(k) (((k) + MNQ_AMX_KALIGN(k) - 1) / MNQ_AMX_KALIGN(k) * MNQ_AMX_KALIGN(k))

@@ -92,6 +92,12 @@ static void gemm_rows(const mnq_gemm_packed *P, const mnq_rq512 *q, const uint8_
   }
 }
 
+void mnq_gemm_u8_6x64__avx512vnni(const mnq_gemm_packed *P, const mnq_layer_desc *d, const uint8_t *a, long lda,
+                                  long rows, uint8_t *out, long ldo, int b0, int b1) {
+  const mnq_rq512 q = mnq_rq512_init(d);
+  gemm_rows(P, &q, a, lda, rows, out, ldo, b0, b1);
+}
+
 void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
                                     const mnq_work *w) {
   const mnq_gemm_packed *P = L->packed;
