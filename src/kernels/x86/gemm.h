@@ -76,19 +76,22 @@ static inline mnq_gemm_packed *mnq_gemm_pack_i16(const uint8_t *weights, const i
   return P;
 }
 
-/* This thread's share of an M x N GEMM: rows [*m0, *m1) and column blocks
- * [*b0, *b1) of `width` columns. Rows are split unless there are fewer rows than columns (late
- * layers: 25 pixels x 1024 channels), where splitting columns halves each
- * thread's weight traffic and keeps 2 threads from being slower than 1. */
-static inline void mnq_gemm_split(long m, int n, int width, const mnq_work *w, long *m0, long *m1, int *b0,
-                                  int *b1) {
+/* This thread's share of an M x N GEMM: rows [*m0, *m1) in whole runs of `grain`
+ * rows (the microkernel's tile height, so only the last share has a ragged tile)
+ * and column blocks [*b0, *b1) of `width` columns. Rows are split unless there are
+ * fewer rows than columns (late layers: 25 pixels x 1024 channels), where splitting
+ * columns halves each thread's weight traffic and keeps 2 threads from being slower than 1. */
+static inline void mnq_gemm_split(long m, int n, int width, int grain, const mnq_work *w, long *m0, long *m1,
+                                  int *b0, int *b1) {
   const int blocks = (n + width - 1) / width;
   if (w->nparts > 1 && m < n && blocks >= w->nparts) {
     long lo, hi;
     mnq_partition(blocks, w, &lo, &hi);
     *m0 = 0, *m1 = m, *b0 = (int)lo, *b1 = (int)hi;
   } else {
-    mnq_partition(m, w, m0, m1);
+    long lo, hi;
+    mnq_partition((m + grain - 1) / grain, w, &lo, &hi);
+    *m0 = lo * grain < m ? lo * grain : m, *m1 = hi * grain < m ? hi * grain : m;
     *b0 = 0, *b1 = blocks;
   }
 }

@@ -74,7 +74,7 @@ void mnq_pwconv_u8_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *ou
   const int K = P->k, N = P->n, kp = P->kgroups * 4;
   long m0, m1;
   int p0, p1;
-  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, N, 32, w, &m0, &m1, &p0, &p1);
+  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, N, 32, 32, w, &m0, &m1, &p0, &p1);
   if (m1 - m0 < MNQ_AMX_MIN_ROWS) { /* logits at batch 1: a GEMV, weight-streaming bound */
     const int b1 = 2 * p1 < (N + 15) / 16 ? 2 * p1 : (N + 15) / 16;
     if (m1 > m0 && b1 > 2 * p0) mnq_gemm_u8_6x64__avx512vnni(P, &L->d, in + m0 * K, K, m1 - m0, out + m0 * N, N, 2 * p0, b1);
@@ -109,7 +109,7 @@ void mnq_conv_u8_im2col_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_
   const int kp = P->kgroups * 4;
   long m0, m1;
   int p0, p1;
-  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 32, w, &m0, &m1, &p0, &p1);
+  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 32, 32, w, &m0, &m1, &p0, &p1);
   uint8_t *base = (uint8_t *)(((uintptr_t)w->scratch + 63) & ~(uintptr_t)63);
   int32_t *c = (int32_t *)base;
   uint8_t *abuf = base + 32 * 32 * 4; /* [MNQ_IM2COL_ROWS][kp, or 32 when kp <= 32] */

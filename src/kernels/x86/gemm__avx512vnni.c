@@ -104,7 +104,7 @@ void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8
   const mnq_rq512 q = mnq_rq512_init(&L->d);
   long m0, m1;
   int b0, b1;
-  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 16, w, &m0, &m1, &b0, &b1);
+  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 16, 1, w, &m0, &m1, &b0, &b1);
   gemm_rows(P, &q, in + m0 * P->k, P->k, m1 - m0, out + m0 * P->n, P->n, b0, b1);
 }
 
@@ -115,7 +115,7 @@ void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, 
   const int lda = (P->k + 3) & ~3;
   long m0, m1;
   int b0, b1;
-  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 16, w, &m0, &m1, &b0, &b1);
+  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 16, 1, w, &m0, &m1, &b0, &b1);
   for (long r = m0; r < m1; r += MNQ_IM2COL_ROWS) {
     const long rows = m1 - r < MNQ_IM2COL_ROWS ? m1 - r : MNQ_IM2COL_ROWS;
     mnq_im2col512(&L->d, in, r, rows, w->scratch, lda);
