@@ -6,7 +6,7 @@
  * with w = weight - 128 (signed, for u8 x s8 dot products) and zeros in the
  * padding, so padded k or n contribute nothing. A run of 16 k-groups of one
  * N-block is exactly an AMX B tile (16 rows x 64 bytes), so AMX and VNNI share
- * the layout; AMX packs with K padded to 64. */
+ * the layout; AMX packs with K padded to 64, or to 4 when K < 64 (one narrow tile). */
 #ifndef MNQ_X86_GEMM_H
 #define MNQ_X86_GEMM_H
 
