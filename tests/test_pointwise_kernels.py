@@ -44,7 +44,10 @@ def test_pointwise_channel_sweep(isa):
     rng = np.random.default_rng(1)
     names = set()
     for k in range(1, 68):
-        names.add(check(*pw(rng, (3, 5), k, int(rng.integers(1, 70))), isa))
+        name = check(*pw(rng, (3, 5), k, int(rng.integers(1, 70))), isa)
+        names.add(name)
+        if isa == "amx" and k >= 32:  # K-wide tiles below 64, 64-byte steps above
+            assert name == "mnq_pwconv_u8_32x32__amx", (k, name)
     for n in range(1, 68):
         names.add(check(*pw(rng, (1, 7), int(rng.integers(1, 70)), n), isa))
     if isa == "amx":
@@ -57,6 +60,7 @@ def test_pointwise_channel_sweep(isa):
     ((10, 10), 512, 512, 1), ((20, 20), 256, 256, 1), ((40, 40), 128, 128, 1), ((80, 80), 32, 64, 1),
     ((100, 100), 64, 32, 1), ((7, 9), 67, 131, 3), ((33, 31), 1001, 19, 1), ((2, 3), 129, 1025, 3),
     ((17, 1), 64, 64, 1), ((31, 1), 128, 48, 1), ((1, 47), 192, 80, 2),
+    ((64, 64), 32, 64, 2), ((7, 7), 512, 1024, 24),  # batches: row shares in whole 32-row tiles
 ])
 def test_pointwise_real_and_odd_shapes(isa, hw, k, n, batch):
     need(isa)
@@ -110,10 +114,34 @@ def conv(rng, in_hwc, cout, k, stride, batch=1, same=True, **kw):
     ((160, 160, 3), 32, 3, 2, True, 1), ((31, 29, 3), 32, 3, 2, True, 3), ((16, 16, 3), 8, 3, 2, True, 1),
     ((15, 15, 3), 17, 3, 2, True, 1), ((12, 11, 8), 20, 3, 1, True, 2), ((7, 9, 5), 70, 5, 1, True, 1),
     ((9, 9, 16), 16, 1, 1, False, 1), ((10, 10, 4), 33, 2, 2, False, 1), ((6, 6, 1), 1, 3, 1, True, 1),
+    ((11, 13, 32), 40, 1, 2, False, 2), ((9, 8, 10), 65, 3, 1, True, 1),
 ])
 def test_conv_im2col(isa, in_hwc, cout, k, stride, same, batch):
     need(isa)
     rng = np.random.default_rng(in_hwc[0] * 100 + cout)
     for zx, zw in ((128, 128), (0, 255), (255, 0)):
-        check(*conv(rng, in_hwc, cout, k, stride, batch, same, in_zp=zx, w_zp=zw, out_zp=3,
-                    real_multiplier=0.0007, act=(3, 200)), isa)
+        name = check(*conv(rng, in_hwc, cout, k, stride, batch, same, in_zp=zx, w_zp=zw, out_zp=3,
+                           real_multiplier=0.0007, act=(3, 200)), isa)
+        # AMX: K = k*k*cin <= 32 builds rows in registers (RGB stem), larger K the generic im2col
+        assert name == {"amx": "mnq_conv_u8_im2col_32x32__amx", "avx512vnni": "mnq_conv_u8_im2col_6x64__avx512vnni"}[isa]
+
+
+@pytest.mark.parametrize("isa", FAST_ISAS)
+def test_requant_edges(isa):
+    """Requantization alone, on chosen accumulators: with zero inputs the bias is the
+    accumulator, so every int32 edge, tie of either rounding and shift (left, 0, small,
+    > 22 where the zero point is added late) reaches the vector path."""
+    need(isa)
+    rng = np.random.default_rng(4)
+    for mult in (1, 3, 1 << 30, (1 << 30) + 1, 2**31 - 1, 1992157658, 1083785823):
+        for shift in (3, 1, 0, -1, -2, -7, -10, -22, -23, -31):
+            r = max(-shift, 0)
+            half = 2.0 ** (30 + r - max(shift, 0)) / mult  # accumulator step between ties
+            k = rng.integers(-300, 300, 200).astype(np.float64)
+            ties = np.clip(np.round(k * half)[:, None] + np.arange(-2, 3), -2**31, 2**31 - 1).ravel()
+            edges = [-2**31, -2**31 + 1, -1, 0, 1, 2**31 - 1, 2**31 - 2]
+            accs = np.concatenate([edges, ties, rng.integers(-2**31, 2**31, 300), np.arange(-200, 200)])
+            for zo, act in ((0, (0, 255)), (128, (0, 255)), (128, (128, 200)), (255, (250, 255)), (3, (3, 3))):
+                desc, x = pw(rng, (2, 1), 64, accs.size, in_zp=0, out_zp=zo, act=act, bias=accs.astype(np.int32))
+                desc.update(multiplier=mult, shift=shift)
+                check(desc, np.zeros_like(x), isa, threads=(1,))

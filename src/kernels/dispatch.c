@@ -145,6 +145,14 @@ static int select_conv(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
   const int k = d->k_h * d->k_w * d->in_c;
+  if (isa >= MNQ_ISA_AMX) {
+    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp,
+                                                         MNQ_AMX_KALIGN(k), 32)))
+      return -1;
+    L->scratch_bytes = MNQ_AMX_SCRATCH(k, MNQ_IM2COL_ROWS);
+    USE(mnq_conv_u8_im2col_32x32__amx);
+    return 0;
+  }
   if (isa >= MNQ_ISA_AVX512VNNI) {
     if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
       return -1;
@@ -184,11 +192,12 @@ static int select_pointwise(mnq_layer *L, int isa) {
 #endif
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
-  /* AMX wins 2-4x once K fills a 64-byte tile row; at K=32 the padding makes
-   * it slower than VNNI (measured on MobileNet V1 1.0/160). */
-  if (isa >= MNQ_ISA_AMX && d->in_c >= 64) {
-    if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 64, 32))) return -1;
-    L->scratch_bytes = MNQ_AMX_SCRATCH(d->in_c);
+  /* AMX with a K-wide tile beats VNNI from K=32 (first pointwise of MobileNet V1 1.0) */
+  if (isa >= MNQ_ISA_AMX && d->in_c >= 32) {
+    if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp,
+                                    MNQ_AMX_KALIGN(d->in_c), 32)))
+      return -1;
+    L->scratch_bytes = MNQ_AMX_SCRATCH(d->in_c, 32);
     USE(mnq_pwconv_u8_32x32__amx);
     return 0;
   }

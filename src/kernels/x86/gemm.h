@@ -6,7 +6,7 @@
  * with w = weight - 128 (signed, for u8 x s8 dot products) and zeros in the
  * padding, so padded k or n contribute nothing. A run of 16 k-groups of one
  * N-block is exactly an AMX B tile (16 rows x 64 bytes), so AMX and VNNI share
- * the layout; AMX packs with K padded to 64. */
+ * the layout; AMX packs with K padded to 64, or to 4 when K < 64 (one narrow tile). */
 #ifndef MNQ_X86_GEMM_H
 #define MNQ_X86_GEMM_H
 
@@ -76,19 +76,22 @@ static inline mnq_gemm_packed *mnq_gemm_pack_i16(const uint8_t *weights, const i
   return P;
 }
 
-/* This thread's share of an M x N GEMM: rows [*m0, *m1) and column blocks
- * [*b0, *b1) of `width` columns. Rows are split unless there are fewer rows than columns (late
- * layers: 25 pixels x 1024 channels), where splitting columns halves each
- * thread's weight traffic and keeps 2 threads from being slower than 1. */
-static inline void mnq_gemm_split(long m, int n, int width, const mnq_work *w, long *m0, long *m1, int *b0,
-                                  int *b1) {
+/* This thread's share of an M x N GEMM: rows [*m0, *m1) in whole runs of `grain`
+ * rows (the microkernel's tile height, so only the last share has a ragged tile)
+ * and column blocks [*b0, *b1) of `width` columns. Rows are split unless there are
+ * fewer rows than columns (late layers: 25 pixels x 1024 channels), where splitting
+ * columns halves each thread's weight traffic and keeps 2 threads from being slower than 1. */
+static inline void mnq_gemm_split(long m, int n, int width, int grain, const mnq_work *w, long *m0, long *m1,
+                                  int *b0, int *b1) {
   const int blocks = (n + width - 1) / width;
   if (w->nparts > 1 && m < n && blocks >= w->nparts) {
     long lo, hi;
     mnq_partition(blocks, w, &lo, &hi);
     *m0 = 0, *m1 = m, *b0 = (int)lo, *b1 = (int)hi;
   } else {
-    mnq_partition(m, w, m0, m1);
+    long lo, hi;
+    mnq_partition((m + grain - 1) / grain, w, &lo, &hi);
+    *m0 = lo * grain < m ? lo * grain : m, *m1 = hi * grain < m ? hi * grain : m;
     *b0 = 0, *b1 = blocks;
   }
 }
@@ -96,6 +99,10 @@ static inline void mnq_gemm_split(long m, int n, int width, const mnq_work *w, l
 /* Rows of the im2col matrix a conv kernel builds at a time, per thread. */
 #define MNQ_IM2COL_ROWS 192
 
+/* Rows x column blocks [b0, b1) of 16 of a GEMM on any packing of this layout (the AMX
+ * kernel hands it products of few rows, where tiles would be mostly padding). */
+void mnq_gemm_u8_6x64__avx512vnni(const mnq_gemm_packed *P, const mnq_layer_desc *d, const uint8_t *a, long lda,
+                                  long rows, uint8_t *out, long ldo, int b0, int b1);
 void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
@@ -103,7 +110,13 @@ void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *ou
 #define MNQ_AVX2_CHUNK 96
 #define MNQ_AVX2_SCRATCH(k) ((size_t)MNQ_AVX2_CHUNK * (((k) + 1) & ~1) * 2 + 64)
 void mnq_pwconv_u8_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-/* Per-thread scratch of the AMX kernel: int32 C block, A rows padded to 64, alignment slack. */
-#define MNQ_AMX_SCRATCH(k) (32 * 32 * 4 + 32 * (size_t)(((k) + 63) & ~63) + 64)
+void mnq_conv_u8_im2col_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+/* Below this many rows per thread the AMX pointwise kernel runs the VNNI microkernel. */
+#define MNQ_AMX_MIN_ROWS 8
+/* AMX packs K to one narrower tile when it is below 64, else to whole 64-byte steps. */
+#define MNQ_AMX_KALIGN(k) ((k) < 64 ? 4 : 64)
+#define MNQ_AMX_KP(k) (((k) + MNQ_AMX_KALIGN(k) - 1) / MNQ_AMX_KALIGN(k) * MNQ_AMX_KALIGN(k))
+/* Per-thread scratch of the AMX kernels: int32 C block, `rows` A rows of KP (at least 32) bytes, slack. */
+#define MNQ_AMX_SCRATCH(k, rows) (32 * 32 * 4 + (size_t)(rows) * (MNQ_AMX_KP(k) < 32 ? 32 : MNQ_AMX_KP(k)) + 64)
 
 #endif

@@ -86,7 +86,7 @@ void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *ou
   const int K = P->k, kp = P->kgroups * 2;
   long m0, m1;
   int b0, b1;
-  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 8, w, &m0, &m1, &b0, &b1);
+  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 8, 1, w, &m0, &m1, &b0, &b1);
   int16_t *a16 = (int16_t *)(((uintptr_t)w->scratch + 63) & ~(uintptr_t)63);
   for (long c0 = m0; c0 < m1; c0 += MNQ_AVX2_CHUNK) {
     const long rows = m1 - c0 < MNQ_AVX2_CHUNK ? m1 - c0 : MNQ_AVX2_CHUNK;

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "gemm.h"
+#include "im2col_avx512.h"
 #include "requant_avx512.h"
 
 #define MR 6
@@ -18,7 +19,7 @@ static inline int32_t load4(const uint8_t *p) {
 
 static inline __attribute__((always_inline)) void ukernel(
     const int mr, const int nb, const mnq_gemm_packed *P, const uint8_t *a, long lda, int b,
-    const int32_t *rsc, uint8_t *o, long ldo, __mmask16 last, const mnq_rq512 *q) {
+    const int32_t *rsc, uint8_t *o, long ldo, __mmask64 cols, const mnq_rq512 *q) {
   const long wstride = (long)P->kgroups * 64;
   const int8_t *w = P->w + b * wstride;
   __m512i acc[MR][NB];
@@ -44,13 +45,14 @@ static inline __attribute__((always_inline)) void ukernel(
       for (int j = 0; j < nb; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], x, wv[j]);
     }
   }
-  for (int i = 0; i < mr; i++)
-    for (int j = 0; j < nb; j++)
-      _mm512_mask_cvtepi32_storeu_epi8(o + i * ldo + j * 16, j == nb - 1 ? last : 0xFFFF,
-                                       mnq_rq512_apply(acc[i][j], q));
+  for (int i = 0; i < mr; i++) {
+    __m512i y[NB];
+    for (int j = 0; j < NB; j++) y[j] = j < nb ? mnq_rq512_scale(acc[i][j], q) : _mm512_setzero_si512();
+    mnq_rq512_store64(o + i * ldo, cols, y[0], y[1], y[2], y[3], q);
+  }
 }
 
-#define UK(mr_, nb_) ukernel(mr_, nb_, P, ar, lda, b, rsc + r, o, ldo, last, q)
+#define UK(mr_, nb_) ukernel(mr_, nb_, P, ar, lda, b, rsc + r, o, ldo, cols, q)
 #define UK_NB(mr_)                 \
   switch (nb) {                    \
     case 1: UK(mr_, 1); break;     \
@@ -72,8 +74,8 @@ static void gemm_rows(const mnq_gemm_packed *P, const mnq_rq512 *q, const uint8_
     for (long r = 0; r < cr; r++) rsc[r] = mnq_rowsum512(a + (c0 + r) * lda, P->k) * P->zw_corr;
     for (int b = b0; b < b1; b += NB) {
       const int nb = b1 - b < NB ? b1 - b : NB;
-      const int tail = P->n - (b + nb - 1) * 16;
-      const __mmask16 last = tail >= 16 ? 0xFFFF : (__mmask16)((1u << tail) - 1);
+      const int width = P->n - b * 16 < nb * 16 ? P->n - b * 16 : nb * 16; /* not past this thread's columns */
+      const __mmask64 cols = width >= 64 ? ~0ull : (1ull << width) - 1;
       for (long r = 0; r < cr; r += MR) {
         const uint8_t *ar = a + (c0 + r) * lda;
         uint8_t *o = out + (c0 + r) * ldo + b * 16;
@@ -90,58 +92,20 @@ static void gemm_rows(const mnq_gemm_packed *P, const mnq_rq512 *q, const uint8_
   }
 }
 
+void mnq_gemm_u8_6x64__avx512vnni(const mnq_gemm_packed *P, const mnq_layer_desc *d, const uint8_t *a, long lda,
+                                  long rows, uint8_t *out, long ldo, int b0, int b1) {
+  const mnq_rq512 q = mnq_rq512_init(d);
+  gemm_rows(P, &q, a, lda, rows, out, ldo, b0, b1);
+}
+
 void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
                                     const mnq_work *w) {
   const mnq_gemm_packed *P = L->packed;
   const mnq_rq512 q = mnq_rq512_init(&L->d);
   long m0, m1;
   int b0, b1;
-  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 16, w, &m0, &m1, &b0, &b1);
+  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 16, 1, w, &m0, &m1, &b0, &b1);
   gemm_rows(P, &q, in + m0 * P->k, P->k, m1 - m0, out + m0 * P->n, P->n, b0, b1);
-}
-
-static inline __mmask64 first_bytes(long n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
-
-static inline void fill512(uint8_t *dst, long n, __m512i v) {
-  for (long i = 0; i < n; i += 64) _mm512_mask_storeu_epi8(dst + i, first_bytes(n - i), v);
-}
-
-static inline void copy512(uint8_t *dst, const uint8_t *src, long n) {
-  for (long i = 0; i < n; i += 64) {
-    const __mmask64 m = first_bytes(n - i);
-    _mm512_mask_storeu_epi8(dst + i, m, _mm512_maskz_loadu_epi8(m, src + i));
-  }
-}
-
-/* im2col for output pixels [r0, r0 + rows) (batch folded in): each row holds
- * the k_h*k_w*in_c taps in weight order, then zeros up to lda. Taps outside the
- * image get in_zp, adding in_zp * (w - w_zp), which the conv's folded bias
- * (taken over all taps) cancels exactly. Masked vector moves, not memcpy: the
- * runs are a few bytes long (9 for the RGB stem) and libc calls dominated. */
-static void im2col512(const mnq_layer_desc *d, const uint8_t *in, long r0, long rows, uint8_t *buf, int lda) {
-  const int C = d->in_c, kwc = d->k_w * C;
-  const __m512i zp = _mm512_set1_epi8((char)d->in_zp);
-  /* walk (image, oy, ox) incrementally: a division per row cost more than the copies */
-  long img = r0 / ((long)d->out_h * d->out_w);
-  int oy = (int)(r0 / d->out_w % d->out_h), ox = (int)(r0 % d->out_w) - 1;
-  for (long r = r0; r < r0 + rows; r++) {
-    if (++ox == d->out_w) {
-      ox = 0;
-      if (++oy == d->out_h) oy = 0, img++;
-    }
-    uint8_t *row = buf + (r - r0) * lda;
-    const int ix0 = ox * d->stride_w - d->pad_left;
-    /* in-image taps of one kernel row are contiguous in NHWC */
-    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = d->in_w - ix0 < d->k_w ? d->in_w - ix0 : d->k_w;
-    for (int ky = 0; ky < d->k_h; ky++) {
-      uint8_t *dst = row + ky * kwc;
-      const int iy = oy * d->stride_h - d->pad_top + ky;
-      if (iy < 0 || iy >= d->in_h || kx0 > 0 || kx1 < d->k_w) fill512(dst, kwc, zp);
-      if (iy >= 0 && iy < d->in_h)
-        copy512(dst + kx0 * C, in + ((img * d->in_h + iy) * d->in_w + ix0 + kx0) * C, (long)(kx1 - kx0) * C);
-    }
-    fill512(row + d->k_h * kwc, lda - d->k_h * kwc, _mm512_setzero_si512());
-  }
 }
 
 void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
@@ -151,10 +115,10 @@ void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, 
   const int lda = (P->k + 3) & ~3;
   long m0, m1;
   int b0, b1;
-  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 16, w, &m0, &m1, &b0, &b1);
+  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 16, 1, w, &m0, &m1, &b0, &b1);
   for (long r = m0; r < m1; r += MNQ_IM2COL_ROWS) {
     const long rows = m1 - r < MNQ_IM2COL_ROWS ? m1 - r : MNQ_IM2COL_ROWS;
-    im2col512(&L->d, in, r, rows, w->scratch, lda);
+    mnq_im2col512(&L->d, in, r, rows, w->scratch, lda);
     gemm_rows(P, &q, w->scratch, lda, rows, out + r * P->n, P->n, b0, b1);
   }
 }
