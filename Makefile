@@ -30,6 +30,7 @@ EXE_LDFLAGS := -static
 endif
 
 # Each ISA's kernel files get that ISA's flags only; dispatch.c picks at run time.
+# setup.py (the Python build) carries the same table: change both together.
 ISA_SOURCES :=
 ifneq ($(findstring x86_64,$(TRIPLET)),)
 DEFS := -DMNQ_X86_KERNELS=1

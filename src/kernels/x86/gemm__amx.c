@@ -22,6 +22,9 @@ static void load_tiles(const mnq_gemm_packed *P) {
   for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
   cfg.colsb[4] = cfg.colsb[5] = (uint16_t)kstep; /* A: 16 rows x kstep bytes */
   cfg.rows[6] = cfg.rows[7] = (uint8_t)(kstep / 4); /* B: kstep/4 rows of 16 channels x 4 k */
+  /* GCC 12 does not treat ldtilecfg as reading all 64 bytes and drops the stores
+   * above at -O2 (the CPU then faults on garbage); make them visible first. */
+  __asm__ volatile("" : : "m"(cfg) : "memory");
   _tile_loadconfig(&cfg);
 }
 
