@@ -271,3 +271,22 @@ def test_batch_too_large_for_memory_is_memory_error():
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "MemoryError: not enough memory for a batch of 20000 images" in r.stdout and r.stdout.endswith("ok\n")
+
+
+# ---- found by the sanitizer run (UBSan) ----
+
+@pytest.mark.parametrize("isa", _core.supported_isas())
+def test_softmax_of_many_equal_logits(isa):
+    # sum of exps >= 512 asked RoundingDivideByPOT for a shift of 32+ (UB in C; TFLite's
+    # reference kernel aborts on its assert). Each probability is < 0.5/256: output 0.
+    from harness import run_layer
+    d = layer_desc("softmax", (1, 1, 1001), (1, 1, 1001), softmax=(1.0, 0.0980392))
+    out, _ = run_layer(d, np.full((2, 1, 1, 1001), 7, np.uint8), isa, num_threads=2)
+    assert not out.any()
+
+
+def test_softmax_scaling_that_overflows_is_refused():
+    d = layer_desc("softmax", (1, 1, 8), (1, 1, 8), softmax=(1.0, 0.1))
+    d["softmax_left_shift"], d["softmax_diff_min"] = 30, -255  # -255 * 2^30 overflows int32
+    with pytest.raises(ValueError, match="softmax scaling"):
+        _core.Net([d], "scalar")

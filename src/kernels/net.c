@@ -91,7 +91,9 @@ static int validate(const mnq_layer_desc *d, int i, char *err, size_t n) {
     case MNQ_OP_SOFTMAX:
       if (d->in_h != d->out_h || d->in_w != d->out_w || d->in_c != d->out_c)
         return fail(err, n, "layer %d: %s", i, "softmax changes the shape");
-      if (d->softmax_left_shift < 0 || d->softmax_left_shift > 31 || d->softmax_diff_min > 0)
+      /* diff * 2^left_shift must fit int32 for every diff >= diff_min (mnq_softmax_exp) */
+      if (d->softmax_left_shift < 0 || d->softmax_left_shift > 30 || d->softmax_diff_min > 0 ||
+          -(int64_t)d->softmax_diff_min * ((int64_t)1 << d->softmax_left_shift) > INT32_MAX)
         return fail(err, n, "layer %d: %s", i, "softmax scaling out of range");
       return 0;
     case MNQ_OP_COPY:
