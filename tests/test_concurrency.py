@@ -1,4 +1,5 @@
 """Threads, processes and the GIL: results never depend on how mnq is called."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -6,6 +7,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 from conftest import MAIN_MODEL
 
 import mnq
@@ -47,3 +49,109 @@ def test_fork_after_multithreaded_use_does_not_hang():
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[True, True, True, True]"
+
+
+# ---- many threads, many models, changing thread counts (small model: seconds, not minutes) ----
+from conftest import MODELS  # noqa: E402
+
+SMALL_MODEL = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
+
+
+def test_eight_threads_hundreds_of_runs_match_serial():
+    a = mnq.load(SMALL_MODEL, num_threads=1)
+    b = mnq.load(SMALL_MODEL, num_threads=2, isa="scalar" if "avx2" not in mnq._core.supported_isas() else "avx2")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 1) + a.input_shape, dtype=np.uint8)
+    expected = [a.run(x) for x in images]
+    assert all((b.run(x) == e).all() for x, e in zip(images, expected))  # two ISAs agree
+    errors, runs = [], [0] * 8
+    stop = threading.Event()
+
+    def worker(i):
+        try:
+            for r in range(200):
+                m = a if (i + r) % 2 else b  # two models alive, both shared
+                x = images[(i + r) % 8]
+                got = m.run(x)
+                if not (got == expected[(i + r) % 8]).all():
+                    raise AssertionError(f"thread {i} run {r}: differs from the serial result")
+                runs[i] += 1
+        except Exception as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    def retune():  # num_threads changes between calls while the workers run
+        k = 0
+        while not stop.is_set():
+            a.num_threads = 1 + k % 3
+            b.num_threads = 1 + (k + 1) % 2
+            k += 1
+            time.sleep(0.001)
+
+    tuner = threading.Thread(target=retune)
+    tuner.start()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    tuner.join()
+    assert not errors, errors[:3]
+    assert runs == [200] * 8
+
+
+def test_default_start_method_pool_works_after_multithreaded_use():
+    script = textwrap.dedent(f"""
+        import multiprocessing as mp, numpy as np, mnq
+        m = mnq.load({str(SMALL_MODEL)!r}, num_threads=2)
+        x = np.random.default_rng(0).integers(0, 256, (2,) + m.input_shape, dtype=np.uint8)
+        expected = m.run(x)
+        def child(_):
+            return bool((m.run(x) == expected).all())
+        if __name__ == "__main__":
+            with mp.Pool(2) as pool:  # the platform default (fork on Linux before 3.14)
+                print(mp.get_start_method(), pool.map(child, range(4)))
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("[True, True, True, True]")
+
+
+# ---- memory ----
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_rss_stable_over_10000_inferences():
+    m = mnq.load(SMALL_MODEL, num_threads=1)
+    x = np.random.default_rng(1).integers(0, 256, m.input_shape, dtype=np.uint8)
+    for _ in range(500):  # warm-up: workspaces, allocator pools
+        m.run(x)
+    before = rss_bytes()
+    for _ in range(10_000):
+        m.run(x)
+    growth = rss_bytes() - before
+    print(f"RSS growth over 10,000 inferences: {growth / 2**20:.2f} MiB")
+    assert growth < 16 << 20, f"RSS grew {growth / 2**20:.1f} MiB over 10,000 inferences"
+
+
+@pytest.mark.skipif(os.environ.get("MNQ_SANITIZED") == "1",
+                    reason="ASan's quarantine holds freed blocks (RSS grows by design); LSan checks leaks there")
+def test_rss_stable_over_model_build_run_free_cycles():
+    graph = mnq.model.read_graph(SMALL_MODEL)
+    x = np.zeros(tuple(graph.input_shape), np.uint8)
+
+    def cycle():
+        m = mnq.model.Model(graph, num_threads=1)  # plan + pack weights in C, run, free
+        m.run(x)
+
+    for _ in range(100):
+        cycle()
+    before = rss_bytes()
+    for _ in range(2000):
+        cycle()
+    growth = rss_bytes() - before
+    print(f"RSS growth over 2,000 build/run/free cycles: {growth / 2**20:.2f} MiB")
+    assert growth < 16 << 20, f"RSS grew {growth / 2**20:.1f} MiB over 2,000 build/run/free cycles"

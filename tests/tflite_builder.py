@@ -41,10 +41,11 @@ def random_network(rng, size=(13, 11), channels=(3, 8, 12), depth=2, strides=(2,
     return dict(input=(size[0], size[1], channels[0]), input_quant=(1 / 128, 128), ops=ops)
 
 
-def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1):
+def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1, shapes=None):
     """spec: {'input': (H,W,C), 'input_quant': (scale, zp), 'ops': [...]} -> .tflite bytes.
     Each op dict: op, and as needed out_c, k, stride, padding, act, w_quant (a (scale, zp)
-    pair, or lists for per-channel), out_quant, dilation, beta. Weights and biases are random."""
+    pair, or lists for per-channel), out_quant, dilation, beta, bias. Weights and biases are random.
+    shapes: {tensor index: shape} written instead of the computed shapes (hostile files)."""
     rng = rng or np.random.default_rng(0)
     b = flatbuffers.Builder(1024)
     tensors, buffers, operators = [], [b""], []  # buffer 0 is the empty sentinel
@@ -71,6 +72,8 @@ def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1):
             wt = rng.integers(0, 256, wshape, dtype=np.uint8)
             scales = wq[0] if isinstance(wq[0], list) else [wq[0]]
             bias = rng.integers(-3000, 3000, oc, dtype=np.int32)
+            if "bias" in op:  # a constant bias, e.g. a hostile one
+                bias = np.full(oc, op["bias"], np.int32)
             inputs.append(add_tensor(name + "/weights", wshape, tflite.TensorType.UINT8, wq, wt))
             inputs.append(add_tensor(name + "/bias", (oc,), tflite.TensorType.INT32,
                                      (cur_quant[0] * scales[0], 0), bias))
@@ -121,7 +124,8 @@ def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1):
         return tflite.QuantizationParametersEnd(b)
 
     tensor_offsets = []
-    for name, shp, ttype, quant, buf in tensors:
+    for ti, (name, shp, ttype, quant, buf) in enumerate(tensors):
+        shp = (shapes or {}).get(ti, shp)
         n = b.CreateString(name)
         sv = vec_i32(shp, tflite.TensorStartShapeVector)
         qt = quant_table(quant)

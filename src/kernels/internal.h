@@ -49,6 +49,10 @@ static inline int32_t mnq_srdhm(int32_t a, int32_t b) {
 
 /* x / 2^exponent rounded to nearest, ties away from zero. */
 static inline int32_t mnq_rdpot(int32_t x, int exponent) {
+  /* |x| <= 2^31: beyond 31 the rounded quotient is 0 (-1 for the one tie). The uint8
+   * softmax asks for 32+ when the sum of exps reaches 512 (e.g. 1001 equal logits);
+   * TFLite's reference aborts there (gemmlowp asserts exponent <= 31), C shifts are UB. */
+  if (exponent > 31) return (exponent == 32 && x == INT32_MIN) ? -1 : 0;
   const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);

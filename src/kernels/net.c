@@ -21,7 +21,14 @@ struct mnq_net {
   mnq_layer *layers;
 };
 
-static long tensor_bytes(int h, int w, int c) { return (long)h * w * c; }
+/* Bytes of one image's tensor; dims are positive int (validated first), so h*w fits in
+ * int64 and the product saturates instead of overflowing (2^24 x 2^24 x C would wrap). */
+static int64_t tensor_bytes(int h, int w, int c) {
+  const int64_t hw = (int64_t)h * w;
+  return hw > ((int64_t)1 << 31) ? INT64_MAX : hw * c;
+}
+
+#define MNQ_MAX_THREADS 1024 /* more would only exhaust the OS's thread limit */
 
 static int fail(char *err, size_t err_len, const char *fmt, int layer, const char *what) {
   if (err && err_len) snprintf(err, err_len, fmt, layer, what);
@@ -36,6 +43,26 @@ static int validate(const mnq_layer_desc *d, int i, char *err, size_t n) {
     return fail(err, n, "layer %d: %s", i, "tensor larger than 1 GiB");
   if (d->act_min < 0 || d->act_max > 255 || d->act_min > d->act_max)
     return fail(err, n, "layer %d: %s", i, "activation range outside [0, 255]");
+  if (d->op == MNQ_OP_CONV || d->op == MNQ_OP_DEPTHWISE || d->op == MNQ_OP_POINTWISE) {
+    /* the int32 accumulator bias + sum (x - zx)(w - zw) must not overflow (UB in C, and
+     * TFLite has no defined answer either): |bias| + taps * 255^2 <= INT32_MAX */
+    if (d->k_h > 0 && d->k_w > 0 && d->in_c > 0) {
+      const int64_t taps = (int64_t)d->k_h * d->k_w * (d->op == MNQ_OP_DEPTHWISE ? 1 : d->in_c);
+      int64_t max_bias = 0;
+      if (taps > INT32_MAX / (255 * 255))
+        return fail(err, n, "layer %d: %s", i, "too many taps per output: the int32 accumulator could overflow");
+      for (int c = 0; d->bias && c < d->out_c; c++) {
+        const int64_t b = d->bias[c] < 0 ? -(int64_t)d->bias[c] : d->bias[c];
+        if (b > max_bias) max_bias = b;
+      }
+      if (max_bias + taps * 255 * 255 > INT32_MAX)
+        return fail(err, n, "layer %d: %s", i, "bias too large: the int32 accumulator could overflow");
+    }
+  } else if (d->op == MNQ_OP_AVGPOOL && d->k_h > 0 && d->k_w > 0) {
+    const int64_t th = d->k_h < d->in_h ? d->k_h : d->in_h, tw = d->k_w < d->in_w ? d->k_w : d->in_w;
+    if (th * tw > INT32_MAX / 255)
+      return fail(err, n, "layer %d: %s", i, "pooling window too large: the int32 sum could overflow");
+  }
   switch (d->op) {
     case MNQ_OP_CONV: case MNQ_OP_DEPTHWISE: case MNQ_OP_POINTWISE: case MNQ_OP_AVGPOOL: {
       if (d->k_h <= 0 || d->k_w <= 0 || d->stride_h <= 0 || d->stride_w <= 0 || d->pad_top < 0 || d->pad_left < 0)
@@ -65,7 +92,9 @@ static int validate(const mnq_layer_desc *d, int i, char *err, size_t n) {
     case MNQ_OP_SOFTMAX:
       if (d->in_h != d->out_h || d->in_w != d->out_w || d->in_c != d->out_c)
         return fail(err, n, "layer %d: %s", i, "softmax changes the shape");
-      if (d->softmax_left_shift < 0 || d->softmax_left_shift > 31 || d->softmax_diff_min > 0)
+      /* diff * 2^left_shift must fit int32 for every diff >= diff_min (mnq_softmax_exp) */
+      if (d->softmax_left_shift < 0 || d->softmax_left_shift > 30 || d->softmax_diff_min > 0 ||
+          -(int64_t)d->softmax_diff_min * ((int64_t)1 << d->softmax_left_shift) > INT32_MAX)
         return fail(err, n, "layer %d: %s", i, "softmax scaling out of range");
       return 0;
     case MNQ_OP_COPY:
@@ -170,6 +199,7 @@ static void install_fork_hook(void) { pthread_atfork(NULL, NULL, on_fork_child);
 
 int mnq_net_threads_usable(int requested) {
   pthread_once(&g_fork_hook_once, install_fork_hook);
+  if (requested > MNQ_MAX_THREADS) requested = MNQ_MAX_THREADS;
   return g_pool_lost ? 1 : (requested > 0 ? requested : 1);
 }
 

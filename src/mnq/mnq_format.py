@@ -9,11 +9,12 @@ the resolved integer parameters the kernels need, so C code needs no float math.
 """
 from __future__ import annotations
 
+import math
 import zlib
 
 import numpy as np
 
-from .errors import ModelFormatError
+from .errors import ModelFormatError, UnsupportedModelError
 from .graph import ACTIVATIONS, OPS, PADDINGS, Graph, Layer, Quant
 from .plan import layer_desc
 
@@ -105,7 +106,16 @@ def encode(graph: Graph, labels=None) -> bytes:
 
 
 def decode(data: bytes, source: str = "") -> Graph:
-    """Parse .mnq bytes. Raises ModelFormatError naming what is wrong."""
+    """Parse .mnq bytes. Raises ModelFormatError (or UnsupportedModelError) naming what is wrong."""
+    try:
+        return _decode(data, source)
+    except (ModelFormatError, UnsupportedModelError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. undecodable labels: still a damaged file, not a crash
+        raise ModelFormatError(f"{source or 'data'}: corrupt .mnq file ({type(exc).__name__}: {exc})") from None
+
+
+def _decode(data: bytes, source: str) -> Graph:
     where = source or "data"
     if len(data) < HEADER_DTYPE.itemsize or data[:8] != MAGIC:
         raise ModelFormatError(f"{where}: not an .mnq model file (bad magic)")
@@ -151,9 +161,9 @@ def decode(data: bytes, source: str = "") -> Graph:
             kh, kw = layer.kernel
             shape = (layer.out_shape[2], kh, kw, layer.in_shape[2]) if op == "conv" else (kh, kw, layer.out_shape[2])
             raw = blob(rec["weights_off"], rec["weights_len"], f"layer {i} weights")
-            if len(raw) != int(np.prod(shape)):
+            if len(raw) != math.prod(shape):  # Python ints: np.prod would wrap at 2^63
                 raise ModelFormatError(f"{where}: layer {i} has {len(raw)} weight bytes, shape {shape} needs "
-                                       f"{int(np.prod(shape))}")
+                                       f"{math.prod(shape)}")
             layer.weights = np.frombuffer(raw, np.uint8).reshape(shape)
             layer.weight_quant = Quant(float(rec["w_scale"]), int(rec["w_zp"]))
             if rec["bias_len"]:
@@ -166,12 +176,16 @@ def decode(data: bytes, source: str = "") -> Graph:
             raise ModelFormatError(f"{where}: layer {i} ('{layer.name}') stored parameters disagree with its "
                                    "quantization; the file was modified or written by a different mnq")
         layers.append(layer)
+    input_shape = (int(header["input_h"]), int(header["input_w"]), int(header["input_c"]))
+    if input_shape != layers[0].in_shape:
+        raise ModelFormatError(f"{where}: input shape {input_shape} is not the first layer's input "
+                               f"{layers[0].in_shape}")
     labels = None
     if header["num_labels"]:
         labels = blob(header["labels_off"], header["labels_len"], "labels").decode("utf-8").split("\n")
         if len(labels) != header["num_labels"]:
             raise ModelFormatError(f"{where}: label count mismatch")
     return Graph(layers=layers, input_name="input",
-                 input_shape=(int(header["input_h"]), int(header["input_w"]), int(header["input_c"])),
+                 input_shape=input_shape,
                  input_quant=Quant(float(header["input_scale"]), int(header["input_zp"])), labels=labels,
                  source=source)

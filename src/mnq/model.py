@@ -20,6 +20,8 @@ from .tflite_loader import load_tflite
 
 ISAS = _core.ISA_NAMES
 LABEL_FILE_NAMES = ("labels.txt", "imagenet_labels.txt")
+MAX_THREADS = 1024  # as the C library caps it (net.c); more only exhausts the OS's thread limit
+MAX_LABELS_BYTES = 16 << 20  # a labels file inside a model's metadata zip (no zip bombs)
 
 
 def default_threads() -> int:
@@ -68,10 +70,10 @@ def _labels_from(path: Path, num_classes: int, explicit, embedded=None) -> Optio
     candidates = [embedded] if embedded else []
     try:
         with zipfile.ZipFile(path) as zf:  # TFLite metadata appends a zip of associated files
-            for name in zf.namelist():
-                if name.endswith(".txt"):
-                    candidates.append(zf.read(name).decode("utf-8", "replace").splitlines())
-    except (zipfile.BadZipFile, OSError):
+            for info in zf.infolist():
+                if info.filename.endswith(".txt") and info.file_size <= MAX_LABELS_BYTES:
+                    candidates.append(zf.read(info).decode("utf-8", "replace").splitlines())
+    except Exception:  # noqa: BLE001 - labels are optional; a damaged/encrypted/odd zip just has none
         pass
     for name in (path.stem + "_labels.txt",) + LABEL_FILE_NAMES:
         p = path.parent / name
@@ -97,7 +99,15 @@ class Model:
 
     def __init__(self, graph: Graph, num_threads: Optional[int] = None, isa: Optional[str] = None, labels=None):
         self.graph = graph
-        self._net = _core.Net(plan(graph), resolve_isa(isa))
+        isa = resolve_isa(isa)
+        if not graph.layers or tuple(graph.input_shape) != tuple(graph.layers[0].in_shape):
+            raise ModelFormatError(f"{graph.source or 'model'}: input shape {tuple(graph.input_shape)} is not "
+                                   "the first layer's input")
+        descs = plan(graph)
+        try:
+            self._net = _core.Net(descs, isa)
+        except (ValueError, OverflowError) as exc:  # the C library's validation: the model is unusable
+            raise ModelFormatError(f"{graph.source or 'model'}: {exc}") from None
         self._sizes = self._net.tensor_sizes
         self._largest = max(self._sizes)
         self.num_threads = num_threads
@@ -116,8 +126,8 @@ class Model:
     def num_threads(self, value: Optional[int]):
         if value is None:
             value = default_threads()
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"num_threads must be a positive integer, got {value!r}")
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 1 <= value <= MAX_THREADS:
+            raise ValueError(f"num_threads must be an integer from 1 to {MAX_THREADS}, got {value!r}")
         self._num_threads = int(value)
 
     @property

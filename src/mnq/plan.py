@@ -13,6 +13,9 @@ from .errors import UnsupportedModelError
 from .graph import Graph, Layer
 
 OP_CODES = {"conv": 0, "depthwise": 1, "pointwise": 2, "avgpool": 3, "softmax": 4, "reshape": 5}
+MAX_DIM = 1 << 24            # any one dimension, kernel size or stride
+MAX_TENSOR_BYTES = 1 << 30   # one image's tensor (the C library's limit too)
+MIN_SCALE = float(np.finfo(np.float32).tiny) * 2 ** 8  # 6 / scale and 1 / scale stay finite in float32
 
 
 def quantize_multiplier(real: float) -> tuple:
@@ -75,8 +78,38 @@ def softmax_params(beta: float, in_scale: float) -> tuple:
     return multiplier, left_shift, -int(math.floor(max_input_rescaled))
 
 
+def check_quant(quant, what: str):
+    """A uint8 tensor's quantization must give finite TFLite arithmetic."""
+    scale, zp = quant.scale, quant.zero_point
+    if not (math.isfinite(scale) and MIN_SCALE <= scale <= 1e30):
+        raise UnsupportedModelError(f"{what}: quantization scale {scale!r} is not a usable positive number")
+    if not 0 <= zp <= 255:
+        raise UnsupportedModelError(f"{what}: zero point {zp} outside [0, 255]")
+
+
+def check_layer(layer: Layer):
+    """Reject shapes and parameters that would overflow before anything is allocated."""
+    what = f"layer '{layer.name}' ({layer.op})"
+    for shape in (layer.in_shape, layer.out_shape):
+        if len(shape) != 3 or any(not 1 <= int(v) <= MAX_DIM for v in shape):
+            raise UnsupportedModelError(f"{what}: invalid tensor shape {tuple(shape)}")
+        if math.prod(int(v) for v in shape) > MAX_TENSOR_BYTES:
+            raise UnsupportedModelError(f"{what}: tensor {tuple(shape)} is larger than 1 GiB per image")
+    if any(not 1 <= int(v) <= MAX_DIM for v in tuple(layer.kernel) + tuple(layer.stride)):
+        raise UnsupportedModelError(f"{what}: kernel {layer.kernel}, stride {layer.stride}")
+    check_quant(layer.in_quant, what + " input")
+    check_quant(layer.out_quant, what + " output")
+    if layer.op in ("conv", "depthwise"):
+        if layer.weight_quant is None or layer.weights is None:
+            raise UnsupportedModelError(f"{what}: no weights")
+        check_quant(layer.weight_quant, what + " weights")
+    if layer.op == "softmax" and not (math.isfinite(layer.beta) and 0 < layer.beta <= 1e6):
+        raise UnsupportedModelError(f"{what}: beta {layer.beta!r}")
+
+
 def layer_desc(layer: Layer) -> dict:
     """One C mnq_layer_desc as a dict (fields named as in mnq.h)."""
+    check_layer(layer)
     (in_h, in_w, in_c), (out_h, out_w, out_c) = layer.in_shape, layer.out_shape
     d = dict(op=OP_CODES[layer.op], in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
              k_h=1, k_w=1, stride_h=1, stride_w=1, pad_top=0, pad_left=0,

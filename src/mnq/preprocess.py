@@ -22,6 +22,9 @@ from PIL import Image, ImageOps
 CENTRAL_FRACTION = 0.875
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 MODES_WITH_ALPHA_OR_PALETTE = ("P", "PA", "LA", "La", "RGBa")
+# Pillow only warns between MAX_IMAGE_PIXELS and twice that; a service should refuse instead
+# (a few hundred bytes of PNG header can ask for gigabytes of pixels).
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -46,6 +49,8 @@ def central_box(width: int, height: int, fraction: float = CENTRAL_FRACTION) -> 
 def preprocess(im: Image.Image, size: tuple) -> np.ndarray:
     """An opened Pillow image -> uint8 [H, W, 3] for a model input of size (H, W)."""
     height, width = size
+    if im.width * im.height > MAX_PIXELS:
+        raise ValueError(f"image of {im.width}x{im.height} pixels is larger than the {MAX_PIXELS} pixel limit")
     im.seek(0)
     im = to_rgb(ImageOps.exif_transpose(im))
     resized = im.resize((width, height), Image.BILINEAR, box=central_box(*im.size))

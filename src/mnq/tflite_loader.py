@@ -6,6 +6,8 @@ UnsupportedModelError naming the op or tensor.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tflite
 
@@ -103,7 +105,7 @@ class _Reader:
 
     def shape(self, t, index):
         shape = [int(v) for v in t.ShapeAsNumpy()] if t.ShapeLength() else []
-        if any(v <= 0 or v > 1 << 24 for v in shape):
+        if any(v <= 0 or v > 1 << 24 for v in shape) or math.prod(shape) > 1 << 30:
             raise ModelFormatError(f"{self.source}: tensor '{self.name(index)}' has invalid shape {shape}")
         return shape
 
@@ -132,7 +134,7 @@ class _Reader:
         if not 0 < b < self.model.BuffersLength():
             raise ModelFormatError(f"{self.source}: constant tensor '{self.name(index)}' has no data buffer")
         buf = self.model.Buffers(b)
-        count = int(np.prod(shape))
+        count = math.prod(int(v) for v in shape)  # Python ints: np.prod would wrap at 2^63
         nbytes = count * np.dtype(dtype).itemsize
         if buf.DataLength():
             raw = buf.DataAsNumpy()
@@ -254,7 +256,7 @@ class _Reader:
             raise ModelFormatError(f"{self.source}: softmax '{layer.name}' changes the shape")
 
     def _reshape(self, layer, op, inputs, i):
-        if np.prod(layer.in_shape) != np.prod(layer.out_shape):
+        if math.prod(layer.in_shape) != math.prod(layer.out_shape):
             raise ModelFormatError(f"{self.source}: reshape '{layer.name}' changes the element count")
         if layer.in_quant != layer.out_quant:
             raise self.fail(f"reshape '{layer.name}' changes the quantization; mnq expects a pure reshape")
