@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the C kernels + extension with AddressSanitizer + UndefinedBehaviorSanitizer
 # (setup.py: MNQ_SANITIZE=1) in a separate directory, then run the test suite against
-# that build, and the C leak check (tools/leakcheck.c, LeakSanitizer).
+# that build, and the C-only build's tests and leak check under the same sanitizers
+# (tools/sanitize_c.sh).
 #   tools/sanitize.sh [pytest args...]        default: the whole suite (-q)
 # Env: PYTHON (default python3), MNQ_SAN_DIR (build dir, default /tmp/mnq-asan-$UID).
 # Any UBSan report stops the process (halt_on_error=1) and fails the run; so does any ASan error.
@@ -34,8 +35,9 @@ where="$(cd "$REPO" && "$PY" -c 'import mnq._core as c; print(c.__file__)')"
 case "$where" in "$DIR"/*) ;; *) echo "sanitize.sh: imported $where, not the sanitized build" >&2; exit 1;; esac
 echo "sanitize.sh: sanitized build $where; ISAs: $(cd "$REPO" && "$PY" -c 'import mnq._core as c; print(*c.supported_isas())')"
 
-# 1. the C library alone: thousands of create/run/destroy cycles under LeakSanitizer
-"$REPO/tools/leakcheck.sh" "$DIR/leakcheck"
+# 1. the C-only build: C kernel and API tests, and create/run/destroy cycles under LeakSanitizer
+(cd "$REPO" && "$PY" -m mnq extract "$MNQ_SHARED/models/mobilenet_v1_1.0_160_quant_from224.tflite" -o "$DIR/main.mnq" >/dev/null)
+"$REPO/tools/sanitize_c.sh" "$DIR/c" "$DIR/main.mnq"
 
 # 2. the test suite on the sanitized extension (every ISA test runs: they parametrize over
 # supported_isas()). Left out: test_tfhub_module.py -- TensorFlow aborts when ASan is preloaded,

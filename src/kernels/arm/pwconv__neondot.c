@@ -58,16 +58,7 @@ void mnq_pwconv_u8__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out,
   for (long m = m0; m < m1; m += MR) {
     const int rows = m1 - m < MR ? (int)(m1 - m) : MR;
     const uint8_t *x[MR];
-    for (int p = 0; p < MR; p++) {
-      const long row = m + (p < rows ? p : rows - 1); /* a short tile repeats its last pixel */
-      x[p] = in + row * K;
-      if (K % KR) {
-        uint8_t *padded = w->scratch + (size_t)p * Kp;
-        memcpy(padded, x[p], (size_t)K);
-        memset(padded + K, 0, (size_t)(Kp - K));
-        x[p] = padded;
-      }
-    }
+    mnq_neon_tile_rows(in, m, rows, K, Kp, MR, w->scratch, x);
     int32x4_t zw_sum[MR]; /* zw * sum x, per pixel */
     for (int p = 0; p < MR; p++) {
       uint32x4_t s = vdupq_n_u32(0);

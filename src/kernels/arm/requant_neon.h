@@ -42,4 +42,20 @@ static inline uint8x8_t mnq_rq_neon_narrow(int32x4_t lo, int32x4_t hi) {
   return vqmovn_u16(vcombine_u16(vqmovun_s32(lo), vqmovun_s32(hi)));
 }
 
+/* Row pointers of one MR-pixel tile of a pointwise GEMM: a short tile repeats its
+ * last pixel, and rows whose K is not a multiple of the k-step are copied
+ * zero-padded to Kp bytes into scratch (mr * Kp bytes) so loads stay in bounds. */
+static inline void mnq_neon_tile_rows(const uint8_t *in, long m, int rows, int K, int Kp, int mr,
+                                      uint8_t *scratch, const uint8_t **x) {
+  for (int p = 0; p < mr; p++) {
+    x[p] = in + (m + (p < rows ? p : rows - 1)) * K;
+    if (K != Kp) {
+      uint8_t *padded = scratch + (size_t)p * Kp;
+      memcpy(padded, x[p], (size_t)K);
+      memset(padded + K, 0, (size_t)(Kp - K));
+      x[p] = padded;
+    }
+  }
+}
+
 #endif
