@@ -129,18 +129,20 @@ def test_conv_im2col(isa, in_hwc, cout, k, stride, same, batch):
 @pytest.mark.parametrize("isa", FAST_ISAS)
 def test_requant_edges(isa):
     """Requantization alone, on chosen accumulators: with zero inputs the bias is the
-    accumulator, so every int32 edge, tie of either rounding and shift (left, 0, small,
+    accumulator, so the accepted int32 extremes, ties of either rounding and shifts (left, 0, small,
     > 22 where the zero point is added late) reaches the vector path."""
     need(isa)
     rng = np.random.default_rng(4)
+    # the largest |bias| a net accepts: no 64-tap accumulator can overflow int32 (net.c validate)
+    limit = 2**31 - 1 - 64 * 255 * 255
     for mult in (1, 3, 1 << 30, (1 << 30) + 1, 2**31 - 1, 1992157658, 1083785823):
         for shift in (3, 1, 0, -1, -2, -7, -10, -22, -23, -31):
             r = max(-shift, 0)
             half = 2.0 ** (30 + r - max(shift, 0)) / mult  # accumulator step between ties
             k = rng.integers(-300, 300, 200).astype(np.float64)
-            ties = np.clip(np.round(k * half)[:, None] + np.arange(-2, 3), -2**31, 2**31 - 1).ravel()
-            edges = [-2**31, -2**31 + 1, -1, 0, 1, 2**31 - 1, 2**31 - 2]
-            accs = np.concatenate([edges, ties, rng.integers(-2**31, 2**31, 300), np.arange(-200, 200)])
+            ties = np.clip(np.round(k * half)[:, None] + np.arange(-2, 3), -limit, limit).ravel()
+            edges = [-limit, -limit + 1, -1, 0, 1, limit, limit - 1]
+            accs = np.concatenate([edges, ties, rng.integers(-limit, limit, 300), np.arange(-200, 200)])
             for zo, act in ((0, (0, 255)), (128, (0, 255)), (128, (128, 200)), (255, (250, 255)), (3, (3, 3))):
                 desc, x = pw(rng, (2, 1), 64, accs.size, in_zp=0, out_zp=zo, act=act, bias=accs.astype(np.int32))
                 desc.update(multiplier=mult, shift=shift)
