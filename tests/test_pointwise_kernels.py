@@ -109,7 +109,7 @@ def conv(rng, in_hwc, cout, k, stride, batch=1, same=True, **kw):
     return desc, rng.integers(0, 256, (batch, ih, iw, cin), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("isa", ["avx512vnni", "amx"])  # AVX2 has no im2col kernel yet
+@pytest.mark.parametrize("isa", ["avx2", "avx512vnni", "amx"])
 @pytest.mark.parametrize("in_hwc,cout,k,stride,same,batch", [
     ((160, 160, 3), 32, 3, 2, True, 1), ((31, 29, 3), 32, 3, 2, True, 3), ((16, 16, 3), 8, 3, 2, True, 1),
     ((15, 15, 3), 17, 3, 2, True, 1), ((12, 11, 8), 20, 3, 1, True, 2), ((7, 9, 5), 70, 5, 1, True, 1),
@@ -123,7 +123,8 @@ def test_conv_im2col(isa, in_hwc, cout, k, stride, same, batch):
         name = check(*conv(rng, in_hwc, cout, k, stride, batch, same, in_zp=zx, w_zp=zw, out_zp=3,
                            real_multiplier=0.0007, act=(3, 200)), isa)
         # AMX: K = k*k*cin <= 32 builds rows in registers (RGB stem), larger K the generic im2col
-        assert name == {"amx": "mnq_conv_u8_im2col_32x32__amx", "avx512vnni": "mnq_conv_u8_im2col_6x64__avx512vnni"}[isa]
+        assert name == {"amx": "mnq_conv_u8_im2col_32x32__amx", "avx512vnni": "mnq_conv_u8_im2col_6x64__avx512vnni",
+                        "avx2": "mnq_conv_u8_im2col_6x16__avx2"}[isa]
 
 
 @pytest.mark.parametrize("isa", FAST_ISAS)

@@ -160,6 +160,13 @@ static int select_conv(mnq_layer *L, int isa) {
     USE(mnq_conv_u8_im2col_6x64__avx512vnni);
     return 0;
   }
+  if (isa >= MNQ_ISA_AVX2) {
+    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp)))
+      return -1;
+    L->scratch_bytes = MNQ_AVX2_SCRATCH(k);
+    USE(mnq_conv_u8_im2col_6x16__avx2);
+    return 0;
+  }
 #endif
   (void)isa;
   USE(mnq_conv_u8__scalar);
