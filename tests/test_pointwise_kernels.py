@@ -1,5 +1,9 @@
 """Fast pointwise (GEMM) and im2col conv kernels vs the scalar oracle, byte for
 byte, for every ISA level this CPU has (GemmMicrokernelTester-style sweeps)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -52,6 +56,21 @@ def test_pointwise_channel_sweep(isa):
         names.add(check(*pw(rng, (1, 7), int(rng.integers(1, 70)), n), isa))
     if isa == "amx":
         assert any("__amx" in s for s in names) or pytest.skip("no shape here is AMX-eligible")
+    if isa == "avx2":  # AVX-VNNI wherever the CPU has it (and MNQ_NO_AVXVNNI is unset), else vpmaddwd
+        vnni = "avx-vnni" in _core.cpu_features().split()
+        assert names == {"mnq_pwconv_u8_6x16__avxvnni" if vnni else "mnq_pwconv_u8_6x16__avx2"}, names
+
+
+def test_avx2_level_without_avxvnni():
+    """On an AVX-VNNI CPU the plain AVX2 pointwise kernel runs only with MNQ_NO_AVXVNNI=1 (read once, at
+    detection): rerun this file's AVX2-level tests in a process that sets it."""
+    need("avx2")
+    if os.environ.get("MNQ_NO_AVXVNNI") == "1" or "avx-vnni" not in _core.cpu_features().split():
+        pytest.skip("the AVX2 level already runs without AVX-VNNI here")
+    env = dict(os.environ, MNQ_NO_AVXVNNI="1")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "avx2"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 
 @pytest.mark.parametrize("isa", FAST_ISAS)

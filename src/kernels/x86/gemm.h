@@ -106,6 +106,8 @@ void mnq_gemm_u8_6x64__avx512vnni(const mnq_gemm_packed *P, const mnq_layer_desc
 void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+/* AVX-VNNI: the mnq_gemm_pack layout (k_align 4, n_align 16), no scratch. */
+void mnq_pwconv_u8_6x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 /* Per-thread scratch of the AVX2 kernels: activations (im2col rows) widened to int16, a chunk of rows of K. */
 #define MNQ_AVX2_CHUNK 96
