@@ -62,7 +62,7 @@ def test_pointwise_channel_sweep(isa):
 
 
 def test_avx2_level_without_avxvnni():
-    """On an AVX-VNNI CPU the plain AVX2 pointwise kernel runs only with MNQ_NO_AVXVNNI=1 (read once, at
+    """On an AVX-VNNI CPU the plain AVX2 GEMM kernels run only with MNQ_NO_AVXVNNI=1 (read once, at
     detection): rerun this file's AVX2-level tests in a process that sets it."""
     need("avx2")
     if os.environ.get("MNQ_NO_AVXVNNI") == "1" or "avx-vnni" not in _core.cpu_features().split():
@@ -134,6 +134,7 @@ def conv(rng, in_hwc, cout, k, stride, batch=1, same=True, **kw):
     ((15, 15, 3), 17, 3, 2, True, 1), ((12, 11, 8), 20, 3, 1, True, 2), ((7, 9, 5), 70, 5, 1, True, 1),
     ((9, 9, 16), 16, 1, 1, False, 1), ((10, 10, 4), 33, 2, 2, False, 1), ((6, 6, 1), 1, 3, 1, True, 1),
     ((11, 13, 32), 40, 1, 2, False, 2), ((9, 8, 10), 65, 3, 1, True, 1),
+    ((8, 9, 20), 24, 3, 1, True, 1), ((10, 7, 40), 16, 3, 2, True, 1),  # im2col runs over 32 bytes, ragged
 ])
 def test_conv_im2col(isa, in_hwc, cout, k, stride, same, batch):
     need(isa)
@@ -142,8 +143,9 @@ def test_conv_im2col(isa, in_hwc, cout, k, stride, same, batch):
         name = check(*conv(rng, in_hwc, cout, k, stride, batch, same, in_zp=zx, w_zp=zw, out_zp=3,
                            real_multiplier=0.0007, act=(3, 200)), isa)
         # AMX: K = k*k*cin <= 32 builds rows in registers (RGB stem), larger K the generic im2col
+        avx2 = "avxvnni" if "avx-vnni" in _core.cpu_features().split() else "avx2"
         assert name == {"amx": "mnq_conv_u8_im2col_32x32__amx", "avx512vnni": "mnq_conv_u8_im2col_6x64__avx512vnni",
-                        "avx2": "mnq_conv_u8_im2col_6x16__avx2"}[isa]
+                        "avx2": f"mnq_conv_u8_im2col_6x16__{avx2}"}[isa]
 
 
 @pytest.mark.parametrize("isa", FAST_ISAS)

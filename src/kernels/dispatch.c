@@ -45,7 +45,7 @@ static int request_amx_permission(void) {
 
 static unsigned g_mask;
 static int g_avx512vbmi; /* the depthwise VNNI kernel's byte transposes need it */
-static int g_avxvnni;    /* the AVX2 level's pointwise uses it; env MNQ_NO_AVXVNNI=1 turns it off (tests the plain AVX2 kernel) */
+static int g_avxvnni;    /* the AVX2 level's GEMMs use it; env MNQ_NO_AVXVNNI=1 turns it off (tests the plain AVX2 kernels) */
 static char g_features[256];
 static int g_detected;
 
@@ -163,10 +163,18 @@ static int select_conv(mnq_layer *L, int isa) {
     USE(mnq_conv_u8_im2col_6x64__avx512vnni);
     return 0;
   }
+  ensure_detected();
+  if (isa >= MNQ_ISA_AVX2 && g_avxvnni) {
+    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
+      return -1;
+    L->scratch_bytes = MNQ_AVXVNNI_CONV_SCRATCH(k);
+    USE(mnq_conv_u8_im2col_6x16__avxvnni);
+    return 0;
+  }
   if (isa >= MNQ_ISA_AVX2) {
     if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp)))
       return -1;
-    L->scratch_bytes = MNQ_AVX2_SCRATCH(k);
+    L->scratch_bytes = MNQ_AVX2_CONV_SCRATCH(k);
     USE(mnq_conv_u8_im2col_6x16__avx2);
     return 0;
   }

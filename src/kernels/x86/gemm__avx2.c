@@ -2,10 +2,11 @@
  * saturate int16, so activations are widened to int16 once per row chunk and
  * multiplied by int16 (w - w_zp) with vpmaddwd: every int32 sum stays exact.
  * Microkernel: 6 rows x 16 channels, 12 ymm accumulators. The im2col conv
- * widens its rows the same way and runs the same microkernel. */
+ * widens its uint8 im2col rows the same way and runs the same microkernel. */
 #include <immintrin.h>
 
 #include "gemm.h"
+#include "im2col_avx2.h"
 #include "requant_avx2.h"
 
 #define MR 6
@@ -86,40 +87,6 @@ void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *ou
   }
 }
 
-/* im2col rows [r0, r0 + rows) (batch folded in), widened to int16: the
- * k_h*k_w*in_c taps in weight order, then a zero when K is odd. Taps outside
- * the image get in_zp, adding in_zp * (w - w_zp), which the conv's folded bias
- * (taken over all taps) cancels exactly. */
-static void im2col16(const mnq_layer_desc *d, const uint8_t *in, long r0, long rows, int16_t *buf, int kp) {
-  const int C = d->in_c, kwc = d->k_w * C;
-  long img = r0 / ((long)d->out_h * d->out_w);
-  int oy = (int)(r0 / d->out_w % d->out_h), ox = (int)(r0 % d->out_w) - 1;
-  for (long r = 0; r < rows; r++) {
-    if (++ox == d->out_w) {
-      ox = 0;
-      if (++oy == d->out_h) oy = 0, img++;
-    }
-    int16_t *row = buf + r * kp;
-    const int ix0 = ox * d->stride_w - d->pad_left;
-    /* in-image taps of one kernel row are contiguous in NHWC */
-    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = d->in_w - ix0 < d->k_w ? d->in_w - ix0 : d->k_w;
-    for (int ky = 0; ky < d->k_h; ky++) {
-      int16_t *dst = row + ky * kwc;
-      const int iy = oy * d->stride_h - d->pad_top + ky;
-      int j = 0;
-      if (iy >= 0 && iy < d->in_h && kx0 < kx1) {
-        const uint8_t *src = in + ((img * d->in_h + iy) * d->in_w + ix0) * C;
-        for (; j < kx0 * C; j++) dst[j] = (int16_t)d->in_zp;
-        for (; j + 16 <= kx1 * C; j += 16)
-          _mm256_storeu_si256((__m256i *)(dst + j), _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + j))));
-        for (; j < kx1 * C; j++) dst[j] = src[j];
-      }
-      for (; j < kwc; j++) dst[j] = (int16_t)d->in_zp;
-    }
-    if (d->k_h * kwc < kp) row[kp - 1] = 0;
-  }
-}
-
 void mnq_conv_u8_im2col_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
                                    const mnq_work *w) {
   const mnq_gemm_packed *P = L->packed;
@@ -128,10 +95,17 @@ void mnq_conv_u8_im2col_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_
   long m0, m1;
   int b0, b1;
   mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 8, 1, w, &m0, &m1, &b0, &b1);
+  const long lda = MNQ_IM2COL_AVX2_LDA(P->k);
   int16_t *a16 = scratch16(w);
+  uint8_t *a8 = (uint8_t *)a16 + MNQ_AVX2_SCRATCH(P->k);
   for (long c0 = m0; c0 < m1; c0 += MNQ_AVX2_CHUNK) {
     const long rows = m1 - c0 < MNQ_AVX2_CHUNK ? m1 - c0 : MNQ_AVX2_CHUNK;
-    im2col16(&L->d, in, c0, rows, a16, kp);
+    mnq_im2col_avx2(&L->d, in, c0, rows, a8, lda);
+    /* widen 16 at a time: rows end in >= 32 zeros (the odd K's partner) and a16 has room past kp */
+    for (long r = 0; r < rows; r++)
+      for (int k = 0; k < kp; k += 16)
+        _mm256_storeu_si256((__m256i *)(a16 + r * kp + k),
+                            _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a8 + r * lda + k))));
     gemm_chunk(P, &q, a16, kp, rows, out + c0 * P->n, P->n, b0, b1);
   }
 }
