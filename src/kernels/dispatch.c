@@ -168,7 +168,7 @@ static int select_conv(mnq_layer *L, int isa) {
     if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
       return -1;
     L->scratch_bytes = MNQ_AVXVNNI_CONV_SCRATCH(k);
-    USE(mnq_conv_u8_im2col_6x16__avxvnni);
+    USE(mnq_conv_u8_im2col_5x16__avxvnni);
     return 0;
   }
   if (isa >= MNQ_ISA_AVX2) {
@@ -227,7 +227,7 @@ static int select_pointwise(mnq_layer *L, int isa) {
   ensure_detected();
   if (isa >= MNQ_ISA_AVX2 && g_avxvnni) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
-    USE(mnq_pwconv_u8_6x16__avxvnni);
+    USE(mnq_pwconv_u8_5x16__avxvnni);
     return 0;
   }
   if (isa >= MNQ_ISA_AVX2) {

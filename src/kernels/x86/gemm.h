@@ -107,9 +107,9 @@ void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8
 void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 /* AVX-VNNI: the mnq_gemm_pack layout (k_align 4, n_align 16); pointwise needs no scratch. */
-void mnq_pwconv_u8_6x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-void mnq_conv_u8_im2col_6x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-#define MNQ_AVXVNNI_CHUNK 96
+void mnq_pwconv_u8_5x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_conv_u8_im2col_5x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+#define MNQ_AVXVNNI_CHUNK 100 /* rows per chunk, whole 5-row tiles */
 #define MNQ_AVXVNNI_CONV_SCRATCH(k) ((size_t)MNQ_AVXVNNI_CHUNK * MNQ_IM2COL_AVX2_LDA(k))
 void mnq_conv_u8_im2col_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 /* Per-thread scratch of the AVX2 kernels: activations (im2col rows) widened to int16, a chunk of rows of K. */

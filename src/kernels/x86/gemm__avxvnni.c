@@ -2,7 +2,7 @@
  * Alder Lake and later): the AVX-512 VNNI scheme on ymm. Activations (u8) times
  * weights packed as w - 128 (s8, mnq_gemm_pack layout), summed four at a time
  * into int32 without saturation; the per-row sum of x times (128 - w_zp)
- * restores sum x * (w - w_zp). Microkernel: 6 rows x 16 channels, 12 ymm
+ * restores sum x * (w - w_zp). Microkernel: 5 rows x 16 channels, 10 ymm
  * accumulators (one packed 16-lane group is two ymm). Rows go in chunks whose
  * activations stay in cache while every column tile sweeps them; the im2col
  * conv builds one chunk of uint8 rows at a time and runs the same GEMM. */
@@ -12,7 +12,7 @@
 #include "im2col_avx2.h"
 #include "requant_avx2.h"
 
-#define MR 6
+#define MR 5 /* 6 rows (12 accumulators + 3) made GCC spill in the inner loop */
 
 static inline int32_t load4(const uint8_t *p) {
   int32_t v;
@@ -93,15 +93,14 @@ static void gemm_rows(const mnq_gemm_packed *P, const rq256 *q, const uint8_t *a
           case 2: UK(2); break;
           case 3: UK(3); break;
           case 4: UK(4); break;
-          case 5: UK(5); break;
-          default: UK(6); break;
+          default: UK(5); break;
         }
       }
     }
   }
 }
 
-void mnq_pwconv_u8_6x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
+void mnq_pwconv_u8_5x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
   const mnq_gemm_packed *P = L->packed;
   const rq256 q = rq256_init(&L->d);
   long m0, m1;
@@ -110,7 +109,7 @@ void mnq_pwconv_u8_6x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t 
   gemm_rows(P, &q, in + m0 * P->k, P->k, m1 - m0, out + m0 * P->n, P->n, b0, b1, 0);
 }
 
-void mnq_conv_u8_im2col_6x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
+void mnq_conv_u8_im2col_5x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
                                       const mnq_work *w) {
   const mnq_gemm_packed *P = L->packed;
   const rq256 q = rq256_init(&L->d);
