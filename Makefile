@@ -34,8 +34,9 @@ endif
 ISA_SOURCES :=
 ifneq ($(findstring x86_64,$(TRIPLET)),)
 DEFS := -DMNQ_X86_KERNELS=1
-ISA_SOURCES += $(foreach isa,avx2 avx512vnni amx,$(wildcard src/kernels/x86/*__$(isa).c))
+ISA_SOURCES += $(foreach isa,avx2 avxvnni avx512vnni amx,$(wildcard src/kernels/x86/*__$(isa).c))
 FLAGS_avx2 := -mavx2 -mfma -mf16c
+FLAGS_avxvnni := -mavx2 -mfma -mavxvnni
 FLAGS_avx512vnni := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma
 FLAGS_amx := $(FLAGS_avx512vnni) -mamx-tile -mamx-int8
 endif

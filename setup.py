@@ -16,6 +16,7 @@ from setuptools.command.build_ext import build_ext
 # Per-ISA flags; the Makefile (C-only build) carries the same table: change both together.
 X86_FLAGS = {
     "avx2": ["-mavx2", "-mfma", "-mf16c"],
+    "avxvnni": ["-mavx2", "-mfma", "-mavxvnni"],
     "avx512vnni": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512vnni", "-mfma"],
     "amx": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512vnni", "-mamx-tile", "-mamx-int8"],
 }

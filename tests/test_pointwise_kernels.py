@@ -1,5 +1,9 @@
 """Fast pointwise (GEMM) and im2col conv kernels vs the scalar oracle, byte for
 byte, for every ISA level this CPU has (GemmMicrokernelTester-style sweeps)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -52,6 +56,21 @@ def test_pointwise_channel_sweep(isa):
         names.add(check(*pw(rng, (1, 7), int(rng.integers(1, 70)), n), isa))
     if isa == "amx":
         assert any("__amx" in s for s in names) or pytest.skip("no shape here is AMX-eligible")
+    if isa == "avx2":  # AVX-VNNI wherever the CPU has it (and MNQ_NO_AVXVNNI is unset), else vpmaddwd
+        vnni = "avx-vnni" in _core.cpu_features().split()
+        assert names == {"mnq_pwconv_u8_5x16__avxvnni" if vnni else "mnq_pwconv_u8_6x16__avx2"}, names
+
+
+def test_avx2_level_without_avxvnni():
+    """On an AVX-VNNI CPU the plain AVX2 GEMM kernels run only with MNQ_NO_AVXVNNI=1 (read once, at
+    detection): rerun this file's AVX2-level tests in a process that sets it."""
+    need("avx2")
+    if os.environ.get("MNQ_NO_AVXVNNI") == "1" or "avx-vnni" not in _core.cpu_features().split():
+        pytest.skip("the AVX2 level already runs without AVX-VNNI here")
+    env = dict(os.environ, MNQ_NO_AVXVNNI="1")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "avx2"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 
 @pytest.mark.parametrize("isa", FAST_ISAS)
@@ -109,12 +128,13 @@ def conv(rng, in_hwc, cout, k, stride, batch=1, same=True, **kw):
     return desc, rng.integers(0, 256, (batch, ih, iw, cin), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("isa", ["avx512vnni", "amx"])  # AVX2 has no im2col kernel yet
+@pytest.mark.parametrize("isa", ["avx2", "avx512vnni", "amx"])
 @pytest.mark.parametrize("in_hwc,cout,k,stride,same,batch", [
     ((160, 160, 3), 32, 3, 2, True, 1), ((31, 29, 3), 32, 3, 2, True, 3), ((16, 16, 3), 8, 3, 2, True, 1),
     ((15, 15, 3), 17, 3, 2, True, 1), ((12, 11, 8), 20, 3, 1, True, 2), ((7, 9, 5), 70, 5, 1, True, 1),
     ((9, 9, 16), 16, 1, 1, False, 1), ((10, 10, 4), 33, 2, 2, False, 1), ((6, 6, 1), 1, 3, 1, True, 1),
     ((11, 13, 32), 40, 1, 2, False, 2), ((9, 8, 10), 65, 3, 1, True, 1),
+    ((8, 9, 20), 24, 3, 1, True, 1), ((10, 7, 40), 16, 3, 2, True, 1),  # im2col runs over 32 bytes, ragged
 ])
 def test_conv_im2col(isa, in_hwc, cout, k, stride, same, batch):
     need(isa)
@@ -123,7 +143,9 @@ def test_conv_im2col(isa, in_hwc, cout, k, stride, same, batch):
         name = check(*conv(rng, in_hwc, cout, k, stride, batch, same, in_zp=zx, w_zp=zw, out_zp=3,
                            real_multiplier=0.0007, act=(3, 200)), isa)
         # AMX: K = k*k*cin <= 32 builds rows in registers (RGB stem), larger K the generic im2col
-        assert name == {"amx": "mnq_conv_u8_im2col_32x32__amx", "avx512vnni": "mnq_conv_u8_im2col_6x64__avx512vnni"}[isa]
+        avx2 = "5x16__avxvnni" if "avx-vnni" in _core.cpu_features().split() else "6x16__avx2"
+        assert name == {"amx": "mnq_conv_u8_im2col_32x32__amx", "avx512vnni": "mnq_conv_u8_im2col_6x64__avx512vnni",
+                        "avx2": f"mnq_conv_u8_im2col_{avx2}"}[isa]
 
 
 @pytest.mark.parametrize("isa", FAST_ISAS)

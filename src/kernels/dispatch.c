@@ -45,6 +45,7 @@ static int request_amx_permission(void) {
 
 static unsigned g_mask;
 static int g_avx512vbmi; /* the depthwise VNNI kernel's byte transposes need it */
+static int g_avxvnni;    /* the AVX2 level's GEMMs use it; env MNQ_NO_AVXVNNI=1 turns it off (tests the plain AVX2 kernels) */
 static char g_features[256];
 static int g_detected;
 
@@ -75,7 +76,9 @@ static void detect(void) {
   const int avx512vnni = avx512 && ((c7 >> 11) & 1);
   const int amx = avx512vnni && os_amx && ((d7 >> 24) & 1) && ((d7 >> 25) & 1) && request_amx_permission();
   if (avx2) { add_feature("avx2"); add_feature("fma"); mask |= 1u << MNQ_ISA_AVX2; }
-  if (avx_vnni) add_feature("avx-vnni");
+  const char *no_vnni = getenv("MNQ_NO_AVXVNNI");
+  g_avxvnni = avx_vnni && !(no_vnni && no_vnni[0] == '1');
+  if (g_avxvnni) add_feature("avx-vnni"); /* listed only when kernels may use it */
   if (avx512) add_feature("avx512f/bw/dq/vl");
   if (avx512vnni) { add_feature("avx512-vnni"); mask |= 1u << MNQ_ISA_AVX512VNNI; }
   g_avx512vbmi = avx512vnni && ((c7 >> 1) & 1);
@@ -160,6 +163,21 @@ static int select_conv(mnq_layer *L, int isa) {
     USE(mnq_conv_u8_im2col_6x64__avx512vnni);
     return 0;
   }
+  ensure_detected();
+  if (isa >= MNQ_ISA_AVX2 && g_avxvnni) {
+    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
+      return -1;
+    L->scratch_bytes = MNQ_AVXVNNI_CONV_SCRATCH(k);
+    USE(mnq_conv_u8_im2col_5x16__avxvnni);
+    return 0;
+  }
+  if (isa >= MNQ_ISA_AVX2) {
+    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp)))
+      return -1;
+    L->scratch_bytes = MNQ_AVX2_CONV_SCRATCH(k);
+    USE(mnq_conv_u8_im2col_6x16__avx2);
+    return 0;
+  }
 #endif
   (void)isa;
   USE(mnq_conv_u8__scalar);
@@ -204,6 +222,12 @@ static int select_pointwise(mnq_layer *L, int isa) {
   if (isa >= MNQ_ISA_AVX512VNNI) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
     USE(mnq_pwconv_u8_6x64__avx512vnni);
+    return 0;
+  }
+  ensure_detected();
+  if (isa >= MNQ_ISA_AVX2 && g_avxvnni) {
+    if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
+    USE(mnq_pwconv_u8_5x16__avxvnni);
     return 0;
   }
   if (isa >= MNQ_ISA_AVX2) {

@@ -106,9 +106,19 @@ void mnq_gemm_u8_6x64__avx512vnni(const mnq_gemm_packed *P, const mnq_layer_desc
 void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-/* Per-thread scratch of the AVX2 kernel: activations widened to int16, a chunk of rows. */
+/* AVX-VNNI: the mnq_gemm_pack layout (k_align 4, n_align 16); pointwise needs no scratch. */
+void mnq_pwconv_u8_5x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_conv_u8_im2col_5x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+#define MNQ_AVXVNNI_CHUNK 100 /* rows per chunk, whole 5-row tiles */
+#define MNQ_AVXVNNI_CONV_SCRATCH(k) ((size_t)MNQ_AVXVNNI_CHUNK * MNQ_IM2COL_AVX2_LDA(k))
+void mnq_conv_u8_im2col_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+/* Per-thread scratch of the AVX2 kernels: activations (im2col rows) widened to int16, a chunk of rows of K. */
 #define MNQ_AVX2_CHUNK 96
 #define MNQ_AVX2_SCRATCH(k) ((size_t)MNQ_AVX2_CHUNK * (((k) + 1) & ~1) * 2 + 64)
+/* uint8 im2col rows of the AVX2-level conv kernels: K taps, then at least 32 bytes of room. */
+#define MNQ_IM2COL_AVX2_LDA(k) ((((k) + 31) & ~31) + 32)
+/* AVX2 conv: the int16 rows (their 64 spare bytes take the 16-wide widening's overrun), then the uint8 rows. */
+#define MNQ_AVX2_CONV_SCRATCH(k) (MNQ_AVX2_SCRATCH(k) + 64 + (size_t)MNQ_AVX2_CHUNK * MNQ_IM2COL_AVX2_LDA(k))
 void mnq_pwconv_u8_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_32x32__amx(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 /* Below this many rows per thread the AMX pointwise kernel runs the VNNI microkernel. */

@@ -1,54 +1,16 @@
 /* Pointwise conv on AVX2 for CPUs without AVX-512. vpmaddubsw (u8 x s8) can
  * saturate int16, so activations are widened to int16 once per row chunk and
  * multiplied by int16 (w - w_zp) with vpmaddwd: every int32 sum stays exact.
- * Microkernel: 6 rows x 16 channels, 12 ymm accumulators. */
+ * Microkernel: 6 rows x 16 channels, 12 ymm accumulators. The im2col conv
+ * widens its uint8 im2col rows the same way and runs the same microkernel. */
 #include <immintrin.h>
 
 #include "gemm.h"
+#include "im2col_avx2.h"
+#include "requant_avx2.h"
 
 #define MR 6
 #define NB 2 /* 8-channel blocks per tile */
-
-typedef struct {
-  __m256i mult, nudge, zp, lo, hi, rmask, rhalf;
-  __m128i lshift, rshift;
-} rq256;
-
-static rq256 rq256_init(const mnq_layer_desc *d) {
-  const int left = d->shift > 0 ? d->shift : 0, right = d->shift > 0 ? 0 : -d->shift;
-  const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
-  rq256 q = {_mm256_set1_epi64x(d->multiplier), _mm256_set1_epi64x((int64_t)1 << 30), _mm256_set1_epi32(d->out_zp),
-             _mm256_set1_epi32(d->act_min), _mm256_set1_epi32(d->act_max), _mm256_set1_epi32(mask),
-             _mm256_set1_epi32(mask >> 1), _mm_cvtsi32_si128(left), _mm_cvtsi32_si128(right)};
-  return q;
-}
-
-/* mnq_requantize on 8 lanes; see requant_avx512.h for why floor((ab + 2^30) >> 31) is SRDHM here. */
-static inline __m256i rq256_apply(__m256i acc, const rq256 *q) {
-  const __m256i a = _mm256_sll_epi32(acc, q->lshift);
-  const __m256i even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(a, q->mult), q->nudge), 31);
-  const __m256i odd = _mm256_slli_epi64(
-      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), q->mult), q->nudge), 1);
-  const __m256i x = _mm256_blend_epi32(even, odd, 0xAA);
-  const __m256i rem = _mm256_and_si256(x, q->rmask);
-  const __m256i threshold = _mm256_sub_epi32(q->rhalf, _mm256_srai_epi32(x, 31));
-  __m256i y = _mm256_sra_epi32(x, q->rshift);
-  y = _mm256_sub_epi32(y, _mm256_cmpgt_epi32(rem, threshold)); /* true lanes are -1 */
-  y = _mm256_add_epi32(y, q->zp);
-  return _mm256_min_epi32(_mm256_max_epi32(y, q->lo), q->hi);
-}
-
-static inline void store8(uint8_t *o, __m256i y, int n) {
-  const __m128i p16 = _mm_packus_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
-  const __m128i p8 = _mm_packus_epi16(p16, p16);
-  if (n >= 8) {
-    _mm_storel_epi64((__m128i *)o, p8);
-  } else {
-    uint8_t tmp[16];
-    _mm_storeu_si128((__m128i *)tmp, p8);
-    memcpy(o, tmp, (size_t)n);
-  }
-}
 
 static inline int32_t load4(const int16_t *p) {
   int32_t v;
@@ -75,10 +37,33 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, const in
     }
   }
   for (int i = 0; i < mr; i++)
-    for (int j = 0; j < nb; j++) store8(o + i * ldo + j * 8, rq256_apply(acc[i][j], q), P->n - (b + j) * 8);
+    for (int j = 0; j < nb; j++) rq256_store8(o + i * ldo + j * 8, rq256_apply(acc[i][j], q), P->n - (b + j) * 8);
 }
 
-#define UK(mr_, nb_) ukernel(mr_, nb_, P, a16 + r * kp, kp, b, o, P->n, &q)
+#define UK(mr_, nb_) ukernel(mr_, nb_, P, a16 + r * kp, kp, b, out + r * ldo + b * 8, ldo, q)
+#define UK_MR(nb_)                         \
+  switch (rows - r < MR ? rows - r : MR) { \
+    case 1: UK(1, nb_); break;             \
+    case 2: UK(2, nb_); break;             \
+    case 3: UK(3, nb_); break;             \
+    case 4: UK(4, nb_); break;             \
+    case 5: UK(5, nb_); break;             \
+    default: UK(6, nb_); break;            \
+  }
+
+/* rows x column blocks [b0, b1) of 8 over int16 rows of kp (even) entries. */
+static void gemm_chunk(const mnq_gemm_packed *P, const rq256 *q, const int16_t *a16, int kp, long rows, uint8_t *out,
+                       long ldo, int b0, int b1) {
+  for (int b = b0; b < b1; b += NB) {
+    if (b1 - b >= NB) {
+      for (long r = 0; r < rows; r += MR) UK_MR(2);
+    } else {
+      for (long r = 0; r < rows; r += MR) UK_MR(1);
+    }
+  }
+}
+
+static int16_t *scratch16(const mnq_work *w) { return (int16_t *)(((uintptr_t)w->scratch + 63) & ~(uintptr_t)63); }
 
 void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
   const mnq_gemm_packed *P = L->packed;
@@ -87,7 +72,7 @@ void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *ou
   long m0, m1;
   int b0, b1;
   mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 8, 1, w, &m0, &m1, &b0, &b1);
-  int16_t *a16 = (int16_t *)(((uintptr_t)w->scratch + 63) & ~(uintptr_t)63);
+  int16_t *a16 = scratch16(w);
   for (long c0 = m0; c0 < m1; c0 += MNQ_AVX2_CHUNK) {
     const long rows = m1 - c0 < MNQ_AVX2_CHUNK ? m1 - c0 : MNQ_AVX2_CHUNK;
     for (long r = 0; r < rows; r++) { /* widen; odd K gets a zero partner */
@@ -98,31 +83,29 @@ void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *ou
         _mm256_storeu_si256((__m256i *)(dst + k), _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(x + k))));
       for (; k < kp; k++) dst[k] = k < K ? x[k] : 0;
     }
-    for (int b = b0; b < b1; b += NB) {
-      const int nb = b1 - b < NB ? b1 - b : NB;
-      for (long r = 0; r < rows; r += MR) {
-        uint8_t *o = out + (c0 + r) * P->n + b * 8;
-        const long mr = rows - r < MR ? rows - r : MR;
-        if (nb == NB) {
-          switch (mr) {
-            case 1: UK(1, 2); break;
-            case 2: UK(2, 2); break;
-            case 3: UK(3, 2); break;
-            case 4: UK(4, 2); break;
-            case 5: UK(5, 2); break;
-            default: UK(6, 2); break;
-          }
-        } else {
-          switch (mr) {
-            case 1: UK(1, 1); break;
-            case 2: UK(2, 1); break;
-            case 3: UK(3, 1); break;
-            case 4: UK(4, 1); break;
-            case 5: UK(5, 1); break;
-            default: UK(6, 1); break;
-          }
-        }
-      }
-    }
+    gemm_chunk(P, &q, a16, kp, rows, out + c0 * P->n, P->n, b0, b1);
+  }
+}
+
+void mnq_conv_u8_im2col_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
+                                   const mnq_work *w) {
+  const mnq_gemm_packed *P = L->packed;
+  const rq256 q = rq256_init(&L->d);
+  const int kp = P->kgroups * 2;
+  long m0, m1;
+  int b0, b1;
+  mnq_gemm_split((long)batch * L->d.out_h * L->d.out_w, P->n, 8, 1, w, &m0, &m1, &b0, &b1);
+  const long lda = MNQ_IM2COL_AVX2_LDA(P->k);
+  int16_t *a16 = scratch16(w);
+  uint8_t *a8 = (uint8_t *)a16 + MNQ_AVX2_SCRATCH(P->k);
+  for (long c0 = m0; c0 < m1; c0 += MNQ_AVX2_CHUNK) {
+    const long rows = m1 - c0 < MNQ_AVX2_CHUNK ? m1 - c0 : MNQ_AVX2_CHUNK;
+    mnq_im2col_avx2(&L->d, in, c0, rows, a8, lda);
+    /* widen 16 at a time: rows end in >= 32 zeros (the odd K's partner) and a16 has room past kp */
+    for (long r = 0; r < rows; r++)
+      for (int k = 0; k < kp; k += 16)
+        _mm256_storeu_si256((__m256i *)(a16 + r * kp + k),
+                            _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a8 + r * lda + k))));
+    gemm_chunk(P, &q, a16, kp, rows, out + c0 * P->n, P->n, b0, b1);
   }
 }

@@ -1,0 +1,74 @@
+/* im2col into uint8 rows for the AVX2-level conv kernels (AVX2, AVX-VNNI).
+ * Included only by files compiled with AVX2 flags. */
+#ifndef MNQ_X86_IM2COL_AVX2_H
+#define MNQ_X86_IM2COL_AVX2_H
+
+#include <immintrin.h>
+
+#include "../internal.h"
+
+/* n bytes, any n, as two overlapping loads/stores of the widest fitting size:
+ * the runs are a few bytes long (9 for the RGB stem) and memcpy calls dominated.
+ * Reads and writes only [0, n). */
+static inline void mnq_copy_small(uint8_t *dst, const uint8_t *src, long n) {
+  if (n >= 32) {
+    long i = 0;
+    for (; i + 32 <= n; i += 32) _mm256_storeu_si256((__m256i *)(dst + i), _mm256_loadu_si256((const __m256i *)(src + i)));
+    if (i < n)
+      _mm256_storeu_si256((__m256i *)(dst + n - 32), _mm256_loadu_si256((const __m256i *)(src + n - 32)));
+  } else if (n >= 16) {
+    const __m128i a = _mm_loadu_si128((const __m128i *)src), b = _mm_loadu_si128((const __m128i *)(src + n - 16));
+    _mm_storeu_si128((__m128i *)dst, a);
+    _mm_storeu_si128((__m128i *)(dst + n - 16), b);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    memcpy(&a, src, 8), memcpy(&b, src + n - 8, 8);
+    memcpy(dst, &a, 8), memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    memcpy(&a, src, 4), memcpy(&b, src + n - 4, 4);
+    memcpy(dst, &a, 4), memcpy(dst + n - 4, &b, 4);
+  } else {
+    for (long i = 0; i < n; i++) dst[i] = src[i];
+  }
+}
+
+/* n bytes of v's byte, written as whole 32-byte stores: callers leave at least
+ * 31 bytes of room past dst + n (the row padding, later runs overwrite it). */
+static inline void mnq_fill_over(uint8_t *dst, long n, __m256i v) {
+  for (long i = 0; i < n; i += 32) _mm256_storeu_si256((__m256i *)(dst + i), v);
+}
+
+/* im2col for output pixels [r0, r0 + rows) (batch folded in): each row holds
+ * the k_h*k_w*in_c taps in weight order, then 32 zeros (lda = MNQ_IM2COL_AVX2_LDA(K),
+ * so whole-vector fills never leave the row). Taps outside the image get in_zp,
+ * adding in_zp * (w - w_zp), which the conv's folded bias (taken over all taps)
+ * cancels exactly. */
+static inline void mnq_im2col_avx2(const mnq_layer_desc *d, const uint8_t *in, long r0, long rows, uint8_t *buf,
+                                   long lda) {
+  const int C = d->in_c, kwc = d->k_w * C, K = d->k_h * kwc;
+  const __m256i zp = _mm256_set1_epi8((char)d->in_zp);
+  /* walk (image, oy, ox) incrementally: a division per row cost more than the copies */
+  long img = r0 / ((long)d->out_h * d->out_w);
+  int oy = (int)(r0 / d->out_w % d->out_h), ox = (int)(r0 % d->out_w) - 1;
+  for (long r = 0; r < rows; r++) {
+    if (++ox == d->out_w) {
+      ox = 0;
+      if (++oy == d->out_h) oy = 0, img++;
+    }
+    uint8_t *row = buf + r * lda;
+    const int ix0 = ox * d->stride_w - d->pad_left;
+    /* in-image taps of one kernel row are contiguous in NHWC */
+    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = d->in_w - ix0 < d->k_w ? d->in_w - ix0 : d->k_w;
+    for (int ky = 0; ky < d->k_h; ky++) {
+      uint8_t *dst = row + ky * kwc;
+      const int iy = oy * d->stride_h - d->pad_top + ky;
+      if (iy < 0 || iy >= d->in_h || kx0 > 0 || kx1 < d->k_w) mnq_fill_over(dst, kwc, zp);
+      if (iy >= 0 && iy < d->in_h && kx0 < kx1)
+        mnq_copy_small(dst + kx0 * C, in + ((img * d->in_h + iy) * d->in_w + ix0 + kx0) * C, (long)(kx1 - kx0) * C);
+    }
+    _mm256_storeu_si256((__m256i *)(row + K), _mm256_setzero_si256()); /* clears fill overshoot */
+  }
+}
+
+#endif
