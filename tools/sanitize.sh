@@ -12,6 +12,8 @@ PY="${PYTHON:-python3}"
 DIR="${MNQ_SAN_DIR:-/tmp/mnq-asan-$(id -u)}"
 CC="${CC:-gcc}"
 
+# the build requirements of pyproject.toml: this script runs setup.py directly
+"$PY" -m pip install -q "setuptools>=77" wheel "Cython>=3.0" "numpy>=2.0"
 rm -rf "$DIR" && mkdir -p "$DIR"
 cp -r "$REPO/src" "$REPO/setup.py" "$DIR/"
 rm -f "$DIR"/src/mnq/_core*.so "$DIR"/src/mnq/_core.c
