@@ -42,6 +42,9 @@ typedef struct {
   int pad_top, pad_left;        /* padding before; padding after is implied */
   int32_t in_zp, w_zp, out_zp;
   int32_t multiplier, shift;    /* output = SRDHM(acc << max(shift,0), multiplier) >> max(-shift,0) */
+  /* Per-output-channel requantization (int8 models: per-channel weight scales): out_c
+   * entries each, used instead of multiplier/shift; NULL for per-tensor layers. */
+  const int32_t *channel_multipliers, *channel_shifts;
   int32_t act_min, act_max;     /* clamp, in output uint8 units */
   const uint8_t *weights;       /* conv/pointwise [out_c][k_h][k_w][in_c]; depthwise [k_h][k_w][c] */
   const int32_t *bias;          /* [out_c], may be NULL */
