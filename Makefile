@@ -3,13 +3,11 @@
 #   make                                          native build into build/<triplet>/
 #   make CC=aarch64-linux-gnu-gcc                 cross-build for aarch64
 #   make CC=arm-linux-gnueabihf-gcc               cross-build for 32-bit ARMv7 (armhf)
-#   make OPENMP=0                                 single-threaded, no libgomp
 #   make check                                    build and run the C tests (QEMU=... to emulate)
 CC ?= cc
 ifeq ($(origin AR),default)
 AR := $(if $(filter %gcc,$(CC)),$(patsubst %gcc,%ar,$(CC)),ar)
 endif
-OPENMP ?= 1
 # static executables run under qemu-user without a target sysroot and on boards without our .so
 STATIC ?= 1
 QEMU ?=
@@ -21,10 +19,6 @@ CFLAGS += -std=gnu11 -Wall -Wno-unused-function -fPIC -Isrc/kernels
 CFLAGS += -pthread
 LDFLAGS += -pthread
 LDLIBS += -lm
-ifeq ($(OPENMP),1)
-CFLAGS += -fopenmp
-LDFLAGS += -fopenmp
-endif
 ifeq ($(STATIC),1)
 EXE_LDFLAGS := -static
 endif
@@ -53,7 +47,7 @@ ISA_SOURCES += $(wildcard src/kernels/arm/*__neon.c)
 FLAGS_neon := -mfpu=neon
 endif
 
-LIB_SOURCES := src/kernels/net.c src/kernels/dispatch.c src/kernels/mnq_file.c $(wildcard src/kernels/ref/*.c) \
+LIB_SOURCES := src/kernels/net.c src/kernels/threadpool.c src/kernels/dispatch.c src/kernels/mnq_file.c $(wildcard src/kernels/ref/*.c) \
                $(wildcard src/kernels/generic/*.c) $(ISA_SOURCES)
 LIB_OBJECTS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SOURCES))
 isa_of = $(lastword $(subst __, ,$(basename $(notdir $(1)))))

@@ -20,7 +20,7 @@ X86_FLAGS = {
     "avx512vnni": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512vnni", "-mfma"],
     "amx": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512vnni", "-mamx-tile", "-mamx-int8"],
 }
-COMMON_FLAGS = ["-O3", "-std=gnu11", "-fopenmp", "-Wall", "-Wno-unused-function"]
+COMMON_FLAGS = ["-O3", "-std=gnu11", "-pthread", "-Wall", "-Wno-unused-function"]
 IS_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
 IS_AARCH64 = platform.machine().lower() in ("aarch64", "arm64")
 ARM_FLAGS = {"neon": ["-march=armv8-a"], "neondot": ["-march=armv8.2-a+dotprod"]}  # as in the Makefile
@@ -45,12 +45,12 @@ class BuildWithIsaFlags(build_ext):
 
 core = Extension(
     "mnq._core",
-    sources=["src/mnq/_core.pyx", "src/kernels/net.c", "src/kernels/dispatch.c"] + sorted(glob("src/kernels/ref/*.c"))
+    sources=["src/mnq/_core.pyx", "src/kernels/net.c", "src/kernels/threadpool.c", "src/kernels/dispatch.c"] + sorted(glob("src/kernels/ref/*.c"))
     + sorted(glob("src/kernels/generic/*.c")),
     include_dirs=["src/kernels", np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + ARCH_MACROS,
     extra_compile_args=COMMON_FLAGS + SANITIZE,
-    extra_link_args=["-fopenmp"] + SANITIZE,
+    extra_link_args=["-pthread"] + SANITIZE,
 )
 
 setup(ext_modules=cythonize([core], language_level=3), cmdclass={"build_ext": BuildWithIsaFlags})

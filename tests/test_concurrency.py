@@ -51,6 +51,33 @@ def test_fork_after_multithreaded_use_does_not_hang():
     assert r.stdout.strip() == "[True, True, True, True]"
 
 
+def test_worker_threads_end_with_the_last_model():
+    """The pool's threads start with the first multi-threaded run and are joined when the
+    last model is freed: none outlives the models (a fresh process, so no other model is alive)."""
+    script = textwrap.dedent(f"""
+        import gc, os, numpy as np, mnq
+        tasks = lambda: len(os.listdir("/proc/self/task"))
+        before = tasks()
+        a, b = mnq.load({str(MAIN_MODEL)!r}, num_threads=4), mnq.load({str(MAIN_MODEL)!r}, num_threads=3)
+        x = np.zeros((1, 160, 160, 3), np.uint8)
+        a.run(x), b.run(x)
+        during = tasks()
+        del a
+        gc.collect()
+        b.run(x)
+        with_one = tasks()
+        del b
+        gc.collect()
+        print(before, during, with_one, tasks())
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    before, during, with_one, after = map(int, r.stdout.split())
+    assert during == before + 3, "4 threads per run: the caller and 3 pool workers"
+    assert with_one == during, "the pool stays while a model holds it"
+    assert after == before, "the last model's release joins every worker"
+
+
 # ---- many threads, many models, changing thread counts (small model: seconds, not minutes) ----
 from conftest import MODELS  # noqa: E402
 

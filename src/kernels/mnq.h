@@ -80,8 +80,7 @@ size_t mnq_net_scratch_bytes(const mnq_net *net, int num_threads);
 int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors,
                 uint8_t *scratch, int num_threads, double *layer_seconds);
 
-/* Threads a run will actually use for `requested`: 1 in a child forked after the
- * parent ran multi-threaded (the OpenMP runtime cannot follow a fork). */
+/* Threads a run will use for `requested`: clamped to [1, 1024]. */
 int mnq_net_threads_usable(int requested);
 
 /* ---- One caller-supplied arena for a whole inference (embedded use) ----

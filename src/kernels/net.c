@@ -1,15 +1,12 @@
 /* The executor: validate layer descriptions, pick a kernel per layer once
- * (dispatch.c), then run the whole network in one OpenMP parallel region. */
-#include <pthread.h>
+ * (dispatch.c), then run the whole network as one job on the worker pool
+ * (threadpool.c): each layer cut into tiles that threads claim. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
-#include <time.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "internal.h"
+#include "threadpool.h"
 
 /* Defined in dispatch.c. */
 int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len);
@@ -17,6 +14,7 @@ int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len);
 struct mnq_net {
   int num_layers;
   int isa;
+  int holds_pool;
   size_t scratch_per_thread;
   mnq_layer *layers;
 };
@@ -27,8 +25,6 @@ static int64_t tensor_bytes(int h, int w, int c) {
   const int64_t hw = (int64_t)h * w;
   return hw > ((int64_t)1 << 31) ? INT64_MAX : hw * c;
 }
-
-#define MNQ_MAX_THREADS 1024 /* more would only exhaust the OS's thread limit */
 
 static int fail(char *err, size_t err_len, const char *fmt, int layer, const char *what) {
   if (err && err_len) snprintf(err, err_len, fmt, layer, what);
@@ -160,11 +156,13 @@ mnq_net *mnq_net_create(const mnq_layer_desc *layers, int num_layers, int isa, c
   }
   /* keep each thread's scratch on its own cache lines */
   net->scratch_per_thread = (net->scratch_per_thread + 63) & ~(size_t)63;
+  net->holds_pool = mnq_pool_acquire() == 0;
   return net;
 }
 
 void mnq_net_destroy(mnq_net *net) {
   if (!net) return;
+  if (net->holds_pool) mnq_pool_release();
   for (int i = 0; i < net->num_layers; i++) {
     free(net->layers[i].bias_folded);
     free(net->layers[i].packed);
@@ -184,38 +182,44 @@ size_t mnq_net_scratch_bytes(const mnq_net *net, int num_threads) {
   return net->scratch_per_thread * (size_t)(num_threads > 0 ? num_threads : 1);
 }
 
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* libgomp's thread pool does not survive fork(): a child that enters a parallel
- * region after its parent used one hangs. Such children run single-threaded. */
-static int g_pool_started, g_pool_lost;
-static pthread_once_t g_fork_hook_once = PTHREAD_ONCE_INIT;
-static void on_fork_child(void) { g_pool_lost = g_pool_started; }
-static void install_fork_hook(void) { pthread_atfork(NULL, NULL, on_fork_child); }
-
 int mnq_net_threads_usable(int requested) {
-  pthread_once(&g_fork_hook_once, install_fork_hook);
-  if (requested > MNQ_MAX_THREADS) requested = MNQ_MAX_THREADS;
-  return g_pool_lost ? 1 : (requested > 0 ? requested : 1);
+  return requested > MNQ_MAX_THREADS ? MNQ_MAX_THREADS : requested > 0 ? requested : 1;
 }
 
-static void run_layers(const mnq_net *net, int batch, uint8_t *const *tensors, const mnq_work *w,
-                       double *layer_seconds) {
-  for (int i = 0; i < net->num_layers; i++) {
-    const mnq_layer *L = &net->layers[i];
-    const double t0 = (layer_seconds && w->part == 0) ? now_seconds() : 0.0;
-    L->kernel(L, tensors[i], tensors[i + 1], batch, w);
-#ifdef _OPENMP
-    if (w->nparts > 1) {
-#pragma omp barrier
-    }
-#endif
-    if (layer_seconds && w->part == 0) layer_seconds[i] = now_seconds() - t0;
+/* Tiles per thread for the layers worth splitting: enough that a thread the OS
+ * holds up leaves little of a layer undone, few enough that per-tile set-up
+ * (row sums, requantization constants) stays small. */
+#define TILES_PER_THREAD 4
+/* Multiply-accumulates below which a conv-like tile costs more to hand out than to run. */
+#define MIN_TILE_MACS (64L * 1024)
+
+typedef struct {
+  const mnq_net *net;
+  int batch, threads;
+  uint8_t *const *tensors;
+  uint8_t *scratch;
+} run_ctx;
+
+static int layer_tiles(void *ctx, int layer) {
+  const run_ctx *r = ctx;
+  const mnq_layer_desc *d = &r->net->layers[layer].d;
+  if (r->threads == 1) return 1; /* each layer whole, in the kernel's own loop order */
+  const long most = (long)r->threads * TILES_PER_THREAD;
+  if (d->op == MNQ_OP_CONV || d->op == MNQ_OP_DEPTHWISE || d->op == MNQ_OP_POINTWISE) {
+    const long taps = (long)d->k_h * d->k_w * (d->op == MNQ_OP_DEPTHWISE ? 1 : d->in_c);
+    const long macs = (long)r->batch * d->out_h * d->out_w * d->out_c * taps;
+    const long tiles = macs / MIN_TILE_MACS;
+    return tiles < 1 ? 1 : tiles > most ? (int)most : (int)tiles;
   }
+  /* pooling, softmax and reshape split by image: one tile per image up to the cap */
+  return r->batch < most ? r->batch : (int)most;
+}
+
+static void run_tile(void *ctx, int layer, int tile, int ntiles, int participant) {
+  const run_ctx *r = ctx;
+  const mnq_layer *L = &r->net->layers[layer];
+  const mnq_work w = {tile, ntiles, r->scratch ? r->scratch + (size_t)participant * r->net->scratch_per_thread : NULL};
+  L->kernel(L, r->tensors[layer], r->tensors[layer + 1], r->batch, &w);
 }
 
 int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t *scratch,
@@ -225,24 +229,9 @@ int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t 
   for (int i = 0; i <= net->num_layers; i++)
     if (!tensors[i]) return -1;
   const int threads = mnq_net_threads_usable(num_threads);
-  if (threads == 1) {
-    const mnq_work w = {0, 1, scratch};
-    run_layers(net, batch, tensors, &w, layer_seconds);
-    return 0;
-  }
-#ifdef _OPENMP
-  __atomic_store_n(&g_pool_started, 1, __ATOMIC_RELAXED);
-#pragma omp parallel num_threads(threads)
-  {
-    const int tid = omp_get_thread_num();
-    const mnq_work w = {tid, omp_get_num_threads(), scratch ? scratch + (size_t)tid * net->scratch_per_thread : NULL};
-    run_layers(net, batch, tensors, &w, layer_seconds);
-  }
-#else
-  const mnq_work w = {0, 1, scratch};
-  run_layers(net, batch, tensors, &w, layer_seconds);
-#endif
-  return 0;
+  run_ctx r = {net, batch, threads, tensors, scratch};
+  const mnq_pool_job job = {run_tile, &r, net->num_layers, layer_tiles, threads, layer_seconds};
+  return mnq_pool_run(&job);
 }
 
 /* Arena layout, each part 64-byte aligned: tensor pointer table, two ping-pong

@@ -2,6 +2,7 @@
  * agree with mnq_net_run on separate buffers and with every ISA level, and
  * reject damaged files with a message that names the problem.
  *   test_api MODEL.mnq        prints "N passed, M failed" */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,30 @@ static void expect_rejected(const uint8_t *image, size_t size, const char *needl
   expect(ok, what);
   mnq_model_free(m);
   free(copy);
+}
+
+/* Several application threads share one net, each asking for its own thread count;
+ * the pool runs their jobs one at a time and every output must be the reference. */
+typedef struct {
+  const mnq_net *net;
+  const uint8_t *x, *ref;
+  size_t out_bytes;
+  int first_threads, mismatches;
+} caller_args;
+
+static void *concurrent_caller(void *arg) {
+  caller_args *a = arg;
+  uint8_t *out = malloc(a->out_bytes);
+  for (int k = 0; k < 6; k++) {
+    const int threads = 1 + (a->first_threads + k) % 4;
+    const size_t bytes = mnq_net_arena_bytes(a->net, 1, threads);
+    void *arena = malloc(bytes);
+    if (mnq_net_run_arena(a->net, 1, a->x, out, arena, bytes, threads) || memcmp(out, a->ref, a->out_bytes))
+      a->mismatches++;
+    free(arena);
+  }
+  free(out);
+  return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -58,12 +83,22 @@ int main(int argc, char **argv) {
   expect(mnq_net_run(scalar, 1, tensors, scratch, 1, NULL) == 0, "mnq_net_run");
   memcpy(ref, tensors[m->num_layers], (size_t)m->output_size);
 
-  /* every level this CPU has, through the arena, 1 and 2 threads */
+  /* per-layer times from a 2-thread run: every layer timed, none negative */
+  double *seconds = calloc((size_t)m->num_layers, sizeof(double));
+  uint8_t *scratch2 = malloc(mnq_net_scratch_bytes(scalar, 2) + 1);
+  for (int i = 0; i < m->num_layers; i++) seconds[i] = -1.0;
+  expect(mnq_net_run(scalar, 1, tensors, scratch2, 2, seconds) == 0, "mnq_net_run, 2 threads, timed");
+  int timed = 1;
+  for (int i = 0; i < m->num_layers; i++) timed &= seconds[i] >= 0.0;
+  expect(timed && !memcmp(ref, tensors[m->num_layers], (size_t)m->output_size), "timed 2-thread run");
+  free(seconds), free(scratch2);
+
+  /* every level this CPU has, through the arena, 1 to 3 threads (3 > cores here: oversubscribed) */
   for (int isa = 0; isa < MNQ_ISA_COUNT; isa++) {
     if (!(mnq_isa_supported_mask() & (1u << isa))) continue;
     mnq_net *net = mnq_net_create(m->layers, m->num_layers, isa, err, sizeof(err));
     expect(net != NULL, "net at every supported level");
-    for (int threads = 1; net && threads <= 2; threads++) {
+    for (int threads = 1; net && threads <= 3; threads++) {
       const size_t bytes = mnq_net_arena_bytes(net, 1, threads);
       void *arena = malloc(bytes);
       memset(out, 0xAA, (size_t)m->output_size);
@@ -73,6 +108,17 @@ int main(int argc, char **argv) {
       expect(same, "arena output equals the scalar output");
       expect(mnq_net_run_arena(net, 1, x, out, arena, bytes - 64, threads) == -1, "short arena rejected");
       free(arena);
+    }
+    if (net && isa == mnq_isa_best()) {
+      pthread_t callers[4];
+      caller_args args[4];
+      for (int c = 0; c < 4; c++) {
+        args[c] = (caller_args){net, x, ref, (size_t)m->output_size, c, 0};
+        pthread_create(&callers[c], NULL, concurrent_caller, &args[c]);
+      }
+      int mismatches = 0;
+      for (int c = 0; c < 4; c++) pthread_join(callers[c], NULL), mismatches += args[c].mismatches;
+      expect(mismatches == 0, "4 concurrent callers sharing a net get the reference output");
     }
     mnq_net_destroy(net);
   }

@@ -1,0 +1,294 @@
+/* Process-wide worker pool (threadpool.h): tiles claimed from one counter,
+ * stage order kept by a count of finished tiles, no barrier anywhere.
+ *
+ * Why not OpenMP: a parallel region ends with a join of every thread in the
+ * team, so a team member the OS has descheduled stalls the caller even when
+ * the work is done (docs/threads.md has the measurements). */
+#include "threadpool.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+/* The claim word packs everything a worker must check before it may touch the
+ * job: generation, participants wanted, tiles not yet claimed. A worker reads
+ * the job's other fields only after it has claimed a tile, and the job cannot
+ * end (nor the next one be written) while a claimed tile is unfinished. */
+#define GEN_BITS 24
+#define THREAD_BITS 11
+#define LEFT_BITS 29
+#define MAX_TILES (((uint64_t)1 << LEFT_BITS) - 1)
+#define CLAIM(gen, threads, left) \
+  (((uint64_t)(gen) << (THREAD_BITS + LEFT_BITS)) | ((uint64_t)(threads) << LEFT_BITS) | (uint64_t)(left))
+#define CLAIM_GEN(c) ((uint32_t)((c) >> (THREAD_BITS + LEFT_BITS)))
+#define CLAIM_THREADS(c) ((int)(((c) >> LEFT_BITS) & ((1u << THREAD_BITS) - 1)))
+#define CLAIM_LEFT(c) ((uint32_t)((c) & MAX_TILES))
+#define GEN_MASK ((1u << GEN_BITS) - 1)
+
+/* How long an idle or waiting thread spins before it sleeps: long enough to
+ * catch the next layer (tens of microseconds) or the next inference of a loop,
+ * short enough not to take a core another process needs. */
+#define SPIN_NS 50000
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* one job at a time; workers' lifecycle */
+static int g_users;
+static int g_workers;                       /* started: ids 1..g_workers */
+static pthread_t g_threads[MNQ_MAX_THREADS];
+
+static uint32_t g_wake;          /* futex word: generation of the latest job (or a stop request) */
+static uint32_t g_sleeping;      /* workers asleep on g_wake */
+static int g_stop;
+static uint64_t g_claim;
+static uint32_t g_done;          /* futex word: tiles finished in the current job */
+static uint32_t g_done_sleepers; /* threads asleep on g_done */
+static uint32_t g_stages_timed;  /* stages whose end time is written (profiling runs) */
+
+/* The current job, valid for a thread that holds a claimed tile. */
+static mnq_pool_job g_job;
+static uint32_t g_total;
+static int *g_first;             /* [num_stages + 1]: first ticket of each stage */
+static double *g_stage_end;      /* [num_stages] */
+static int g_capacity;
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) || (defined(__arm__) && defined(__ARM_ARCH) && __ARM_ARCH >= 7)
+  __asm__ volatile("yield");
+#endif
+}
+
+/* Sleep while *word == expected (returns at once if it already differs). */
+static void wait_on(uint32_t *word, uint32_t expected) {
+#ifdef __linux__
+  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+#else
+  (void)word, (void)expected;
+  const struct timespec pause = {0, 50000};
+  nanosleep(&pause, NULL);
+#endif
+}
+
+static void wake_all(uint32_t *word) {
+#ifdef __linux__
+  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+  (void)word;
+#endif
+}
+
+/* Spin, then sleep, until `done_ready(target)`: g_done >= target. */
+static void wait_done(uint32_t target) {
+  if (__atomic_load_n(&g_done, __ATOMIC_ACQUIRE) >= target) return;
+  const double deadline = now_seconds() + SPIN_NS * 1e-9;
+  for (unsigned spins = 1;; spins++) {
+    if (__atomic_load_n(&g_done, __ATOMIC_ACQUIRE) >= target) return;
+    cpu_relax();
+    if (spins % 64 == 0 && now_seconds() > deadline) break;
+  }
+  for (;;) {
+    __atomic_add_fetch(&g_done_sleepers, 1, __ATOMIC_SEQ_CST);
+    const uint32_t seen = __atomic_load_n(&g_done, __ATOMIC_SEQ_CST);
+    if (seen < target) wait_on(&g_done, seen);
+    __atomic_sub_fetch(&g_done_sleepers, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&g_done, __ATOMIC_ACQUIRE) >= target) return;
+  }
+}
+
+/* Claim and run tiles of generation `gen` until none is left. */
+static void work(uint32_t gen, int participant) {
+  int stage = 0;
+  for (;;) {
+    uint64_t c = __atomic_load_n(&g_claim, __ATOMIC_ACQUIRE);
+    if (CLAIM_GEN(c) != gen || participant >= CLAIM_THREADS(c) || CLAIM_LEFT(c) == 0) return;
+    if (!__atomic_compare_exchange_n(&g_claim, &c, c - 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) continue;
+    const uint32_t ticket = g_total - CLAIM_LEFT(c);
+    while ((uint32_t)g_first[stage + 1] <= ticket) stage++; /* tickets only grow within a job */
+    wait_done((uint32_t)g_first[stage]);
+    const int tile = (int)ticket - g_first[stage], ntiles = g_first[stage + 1] - g_first[stage];
+    /* once this tile counts as done the caller may end the job and write the next
+     * one: read what is needed after that point now */
+    const uint32_t stage_done = (uint32_t)g_first[stage + 1];
+    const int timed = g_job.stage_seconds != NULL;
+    g_job.fn(g_job.ctx, stage, tile, ntiles, participant);
+    const uint32_t done = __atomic_add_fetch(&g_done, 1, __ATOMIC_SEQ_CST);
+    if (done == stage_done) { /* this stage is complete */
+      if (timed) { /* the caller waits for g_stages_timed before it reads g_stage_end */
+        g_stage_end[stage] = now_seconds();
+        __atomic_add_fetch(&g_stages_timed, 1, __ATOMIC_RELEASE);
+      }
+      if (__atomic_load_n(&g_done_sleepers, __ATOMIC_SEQ_CST)) wake_all(&g_done);
+    }
+  }
+}
+
+static void *worker_main(void *arg) {
+  const int id = (int)(intptr_t)arg;
+  /* look at the current job once: a worker started for it may still help */
+  uint32_t seen = __atomic_load_n(&g_wake, __ATOMIC_ACQUIRE) - 1;
+  for (;;) {
+    uint32_t now = __atomic_load_n(&g_wake, __ATOMIC_ACQUIRE);
+    if (now == seen) {
+      const double deadline = now_seconds() + SPIN_NS * 1e-9;
+      for (unsigned spins = 1; now == seen; spins++) {
+        cpu_relax();
+        now = __atomic_load_n(&g_wake, __ATOMIC_ACQUIRE);
+        if (spins % 64 == 0 && now_seconds() > deadline) break;
+      }
+      while (now == seen) {
+        __atomic_add_fetch(&g_sleeping, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&g_wake, __ATOMIC_SEQ_CST) == seen) wait_on(&g_wake, seen);
+        __atomic_sub_fetch(&g_sleeping, 1, __ATOMIC_SEQ_CST);
+        now = __atomic_load_n(&g_wake, __ATOMIC_ACQUIRE);
+      }
+    }
+    seen = now;
+    if (__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE)) return NULL;
+    work(now & GEN_MASK, id);
+  }
+}
+
+static void publish_wake(void) {
+  __atomic_add_fetch(&g_wake, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&g_sleeping, __ATOMIC_SEQ_CST)) wake_all(&g_wake);
+}
+
+/* Start workers 1..wanted-1 that are missing; returns the participants available. */
+static int ensure_workers(int wanted) {
+  if (wanted > MNQ_MAX_THREADS) wanted = MNQ_MAX_THREADS;
+  if (g_workers + 1 >= wanted) return wanted;
+  /* workers take no signals: they stay with the threads the application manages */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  while (g_workers + 1 < wanted &&
+         pthread_create(&g_threads[g_workers], NULL, worker_main, (void *)(intptr_t)(g_workers + 1)) == 0)
+    g_workers++;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return g_workers + 1 < wanted ? g_workers + 1 : wanted;
+}
+
+static void stop_workers(void) {
+  __atomic_store_n(&g_stop, 1, __ATOMIC_RELEASE);
+  publish_wake();
+  for (int i = 0; i < g_workers; i++) pthread_join(g_threads[i], NULL);
+  g_workers = 0;
+  __atomic_store_n(&g_stop, 0, __ATOMIC_RELEASE);
+}
+
+/* A forked child has only the forking thread: it starts its own workers when it
+ * first runs a job. The prepare handler keeps a job from being mid-flight at fork. */
+static void before_fork(void) { pthread_mutex_lock(&g_lock); }
+static void after_fork_parent(void) { pthread_mutex_unlock(&g_lock); }
+static void after_fork_child(void) {
+  g_workers = 0;
+  g_sleeping = 0;
+  g_done_sleepers = 0;
+  pthread_mutex_unlock(&g_lock);
+}
+static pthread_once_t g_fork_hook_once = PTHREAD_ONCE_INIT;
+static void install_fork_hook(void) { pthread_atfork(before_fork, after_fork_parent, after_fork_child); }
+
+int mnq_pool_acquire(void) {
+  pthread_once(&g_fork_hook_once, install_fork_hook);
+  pthread_mutex_lock(&g_lock);
+  g_users++;
+  pthread_mutex_unlock(&g_lock);
+  return 0;
+}
+
+void mnq_pool_release(void) {
+  pthread_mutex_lock(&g_lock);
+  if (--g_users == 0) {
+    stop_workers();
+    free(g_first), free(g_stage_end);
+    g_first = NULL, g_stage_end = NULL, g_capacity = 0;
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
+static int reserve_stages(int n) {
+  if (n <= g_capacity) return 0;
+  int *first = realloc(g_first, sizeof(int) * ((size_t)n + 1));
+  if (!first) return -1;
+  g_first = first;
+  double *end = realloc(g_stage_end, sizeof(double) * (size_t)n);
+  if (!end) return -1;
+  g_stage_end = end;
+  g_capacity = n;
+  return 0;
+}
+
+/* The whole job on the calling thread, in order. */
+static void run_inline(const mnq_pool_job *job) {
+  double t0 = job->stage_seconds ? now_seconds() : 0.0;
+  for (int s = 0; s < job->num_stages; s++) {
+    const int asked = job->tiles(job->ctx, s), tiles = asked > 1 ? asked : 1;
+    for (int t = 0; t < tiles; t++) job->fn(job->ctx, s, t, tiles, 0);
+    if (job->stage_seconds) {
+      const double t1 = now_seconds();
+      job->stage_seconds[s] = t1 - t0;
+      t0 = t1;
+    }
+  }
+}
+
+int mnq_pool_run(const mnq_pool_job *job) {
+  if (!job || !job->fn || !job->tiles || job->num_stages <= 0 || job->threads < 1) return -1;
+  if (job->threads == 1) {
+    run_inline(job);
+    return 0;
+  }
+  pthread_mutex_lock(&g_lock);
+  const int threads = ensure_workers(job->threads);
+  if (threads == 1 || reserve_stages(job->num_stages)) {
+    pthread_mutex_unlock(&g_lock);
+    run_inline(job);
+    return 0;
+  }
+  uint64_t total = 0;
+  g_first[0] = 0;
+  for (int s = 0; s < job->num_stages; s++) {
+    const int tiles = job->tiles(job->ctx, s);
+    total += (uint64_t)(tiles > 1 ? tiles : 1);
+    if (total > MAX_TILES) {
+      pthread_mutex_unlock(&g_lock);
+      return -1;
+    }
+    g_first[s + 1] = (int)total;
+  }
+  g_job = *job;
+  g_total = (uint32_t)total;
+  __atomic_store_n(&g_done, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&g_stages_timed, 0, __ATOMIC_RELAXED);
+  const double t0 = job->stage_seconds ? now_seconds() : 0.0;
+  const uint32_t gen = (__atomic_load_n(&g_wake, __ATOMIC_RELAXED) + 1) & GEN_MASK;
+  __atomic_store_n(&g_claim, CLAIM(gen, threads, total), __ATOMIC_RELEASE);
+  publish_wake(); /* g_wake becomes gen (mod 2^GEN_BITS) */
+  work(gen, 0);
+  wait_done((uint32_t)total);
+  if (job->stage_seconds) {
+    while (__atomic_load_n(&g_stages_timed, __ATOMIC_ACQUIRE) < (uint32_t)job->num_stages) cpu_relax();
+    double prev = t0;
+    for (int s = 0; s < job->num_stages; s++) {
+      job->stage_seconds[s] = g_stage_end[s] - prev;
+      prev = g_stage_end[s];
+    }
+  }
+  pthread_mutex_unlock(&g_lock);
+  return 0;
+}

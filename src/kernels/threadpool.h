@@ -1,0 +1,43 @@
+/* The process-wide worker pool that runs a network's layers as tiles.
+ *
+ * A job is a sequence of stages (the layers); stage s is cut into tiles[s]
+ * independent tiles. Participants claim tiles in order from one shared counter,
+ * and a tile of stage s starts only once every tile of the stages before it is
+ * done. Nothing waits for a participant that holds no tile: a thread the OS has
+ * descheduled delays at most the tile it holds, and a thread that wakes late
+ * finds the job over and goes back to sleep. The caller works too and returns as
+ * soon as the last tile is done. Idle threads spin briefly, then sleep.
+ *
+ * One job runs at a time: concurrent callers queue, so they never put more
+ * threads on the CPUs than one job asked for. Worker threads exist while at
+ * least one user (a net) holds the pool; the last release joins them. */
+#ifndef MNQ_THREADPOOL_H
+#define MNQ_THREADPOOL_H
+
+#include <stddef.h>
+
+/* Run tile `tile` of `ntiles` of stage `stage`; `participant` in [0, threads) tells
+ * which per-thread scratch to use (0 = the caller). */
+typedef void (*mnq_tile_fn)(void *ctx, int stage, int tile, int ntiles, int participant);
+
+typedef struct {
+  mnq_tile_fn fn;
+  void *ctx;
+  int num_stages;
+  int (*tiles)(void *ctx, int stage); /* tiles of a stage, >= 1 (asked once per run) */
+  int threads;          /* participants wanted, the caller included (>= 1) */
+  double *stage_seconds; /* optional [num_stages]: wall time from the previous stage's end */
+} mnq_pool_job;
+
+/* Users: mnq_net_create acquires, mnq_net_destroy releases (0 / -1 on failure). */
+int mnq_pool_acquire(void);
+void mnq_pool_release(void);
+
+/* Run a job to completion on the calling thread plus up to threads - 1 workers.
+ * Returns 0, or -1 when the job is malformed. Threads that cannot be started
+ * (OS limit) only mean fewer participants, never a failed job. */
+int mnq_pool_run(const mnq_pool_job *job);
+
+#define MNQ_MAX_THREADS 1024 /* more would only exhaust the OS's thread limit */
+
+#endif
