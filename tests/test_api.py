@@ -191,3 +191,16 @@ def test_info():
     info = mnq.info()
     assert info["version"] == mnq.__version__
     assert "scalar" in info["isas"] and info["best_isa"] in info["isas"]
+
+
+def test_info_lists_the_features_behind_each_level():
+    """cpu_features names every feature that changes a kernel choice; a level is offered
+    only when the features its baseline kernels need are listed."""
+    known = {"avx2", "fma", "avx-vnni", "avx512f/bw/dq/vl", "avx512-vnni", "avx512-vbmi", "amx-int8", "asimd",
+             "asimddp", "neon"}
+    features = mnq.info()["cpu_features"].split()
+    assert features == ["none beyond scalar"] or set(features) <= known, features
+    level_needs = {"avx2": {"avx2", "fma"}, "avx512vnni": {"avx512f/bw/dq/vl", "avx512-vnni"},
+                   "amx": {"avx512-vnni", "amx-int8"}, "neondot": {"asimddp"}}
+    for isa in mnq.info()["isas"]:
+        assert level_needs.get(isa, set()) <= set(features), (isa, features)

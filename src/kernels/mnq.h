@@ -58,7 +58,8 @@ unsigned mnq_isa_supported_mask(void);
 /* Best usable level. */
 int mnq_isa_best(void);
 const char *mnq_isa_name(int isa);
-/* Human-readable CPU feature list, e.g. "avx2 fma avx512f avx512bw avx512vnni amx-int8". */
+/* Every CPU feature that changes a kernel choice, space-separated, e.g.
+ * "avx2 fma avx-vnni avx512f/bw/dq/vl avx512-vnni avx512-vbmi amx-int8". */
 const char *mnq_cpu_features(void);
 
 /* Build a net. Layer i reads tensor i and writes tensor i+1. The descs' weight and
