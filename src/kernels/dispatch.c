@@ -161,6 +161,32 @@ const char *mnq_isa_name(int isa) {
   return (isa >= 0 && isa < MNQ_ISA_COUNT) ? names[isa] : "unknown";
 }
 
+/* CPU features each peak probe's instructions need (enum mnq_peak order) */
+static const unsigned PEAK_NEEDS[MNQ_PEAK_COUNT] = {CPU_AVX2, CPU_AVX2, CPU_AVX2 | CPU_AVX_VNNI,
+                                                   CPU_AVX2 | CPU_AVX512 | CPU_AVX512_VNNI,
+                                                   CPU_AVX2 | CPU_AVX512 | CPU_AVX512_VNNI | CPU_AMX_INT8};
+
+int mnq_peak_available(int which) {
+  ensure_detected();
+#ifdef MNQ_X86_KERNELS
+  return which >= 0 && which < MNQ_PEAK_COUNT && (PEAK_NEEDS[which] & ~g_cpu) == 0;
+#else
+  (void)which, (void)PEAK_NEEDS;
+  return 0;
+#endif
+}
+
+int mnq_peak_of_isa(int isa) {
+  ensure_detected();
+  if (!(mnq_isa_supported_mask() & (1u << isa))) return -1;
+  switch (isa) {
+    case MNQ_ISA_AVX2: return (g_cpu & CPU_AVX_VNNI) ? MNQ_PEAK_VPDPBUSD_YMM : MNQ_PEAK_VPMADDWD_YMM;
+    case MNQ_ISA_AVX512VNNI: return MNQ_PEAK_VPDPBUSD_ZMM;
+    case MNQ_ISA_AMX: return MNQ_PEAK_TDPBUSD;
+    default: return -1;
+  }
+}
+
 #define USE(fn) (L->kernel = fn, L->kernel_name = #fn)
 
 /* Whether a kernel needing `needs` (CPU_* bits) may run at this level on this CPU. */
