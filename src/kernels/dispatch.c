@@ -253,7 +253,7 @@ static int select_conv(mnq_layer *L, int isa) {
     if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp)))
       return -1;
     L->scratch_bytes = MNQ_AVX2_CONV_SCRATCH(k);
-    USE(mnq_conv_u8_im2col_3x8c8__avx2);
+    USE(mnq_conv_u8_im2col_6x16c2__avx2);
     return 0;
   }
 #endif
@@ -310,7 +310,7 @@ static int select_pointwise(mnq_layer *L, int isa) {
   if (level_allows(isa, NEEDS_AVX2)) {
     if (!(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp))) return -1;
     L->scratch_bytes = MNQ_AVX2_SCRATCH(d->in_c);
-    USE(mnq_pwconv_u8_3x8c8__avx2);
+    USE(mnq_pwconv_u8_6x16c2__avx2);
     return 0;
   }
 #endif

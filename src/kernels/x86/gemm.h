@@ -49,21 +49,19 @@ static inline mnq_gemm_packed *mnq_gemm_pack(const uint8_t *weights, const int32
   return P;
 }
 
-/* AVX2 layout (no u8 x s8 dot product that cannot saturate): the same header with w
- * as int16 (w - w_zp), K padded to 8, in [np/8 column blocks][kgroups = K/8][4 vectors]
- * [2 columns][8 k]: vector p of a block holds columns p and p + 4, so the 3x8c8
- * microkernel's final vphaddd leave the 8 columns in order. vpmaddwd needs no row-sum
- * correction (zw_corr = 0). */
+/* AVX2 layout ("c2": K in pairs, no u8 x s8 dot product that cannot saturate): the same header
+ * with w as int16 (w - w_zp) in [np/8][kgroups = ceil(k/2)][8 lanes][2 k], so
+ * vpmaddwd needs no row-sum correction (zw_corr = 0). */
 static inline mnq_gemm_packed *mnq_gemm_pack_i16(const uint8_t *weights, const int32_t *bias_folded, int n, int k,
                                                  int w_zp) {
-  const int kp = (k + 7) & ~7, np = (n + 7) & ~7;
+  const int kp = (k + 1) & ~1, np = (n + 7) & ~7;
   const size_t head = (sizeof(mnq_gemm_packed) + 63) & ~(size_t)63;
   const size_t bias_bytes = ((size_t)np * 4 + 63) & ~(size_t)63;
   void *mem = NULL;
   if (posix_memalign(&mem, 64, head + bias_bytes + (size_t)np * kp * 2)) return NULL;
   mnq_gemm_packed *P = mem;
   P->k = k;
-  P->kgroups = kp / 8;
+  P->kgroups = kp / 2;
   P->n = n;
   P->np = np;
   P->zw_corr = 0;
@@ -72,11 +70,9 @@ static inline mnq_gemm_packed *mnq_gemm_pack_i16(const uint8_t *weights, const i
   int16_t *w16 = (int16_t *)P->w;
   for (int j = 0; j < np; j++) P->bias[j] = j < n ? bias_folded[j] : 0;
   for (int j = 0; j < np; j++)
-    for (int kk = 0; kk < kp; kk++) {
-      const int col = j % 8;
-      w16[((long)(j / 8) * P->kgroups + kk / 8) * 64 + (col % 4) * 16 + (col / 4) * 8 + kk % 8] =
+    for (int kk = 0; kk < kp; kk++)
+      w16[((long)(j / 8) * P->kgroups + kk / 2) * 16 + (j % 8) * 2 + kk % 2] =
           (int16_t)(j < n && kk < k ? (int)weights[(long)j * k + kk] - w_zp : 0);
-    }
   return P;
 }
 
@@ -109,17 +105,16 @@ void mnq_gemm_u8_6x64__avx512vnni(const mnq_gemm_packed *P, const mnq_layer_desc
                                   long rows, uint8_t *out, long ldo, int b0, int b1);
 void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-void mnq_pwconv_u8_3x8c8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_pwconv_u8_6x16c2__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 /* AVX-VNNI: the mnq_gemm_pack layout (k_align 4, n_align 16); pointwise needs no scratch. */
 void mnq_pwconv_u8_5x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_5x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 #define MNQ_AVXVNNI_CHUNK 100 /* rows per chunk, whole 5-row tiles */
 #define MNQ_AVXVNNI_CONV_SCRATCH(k) ((size_t)MNQ_AVXVNNI_CHUNK * MNQ_IM2COL_AVX2_LDA(k))
-void mnq_conv_u8_im2col_3x8c8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-/* Per-thread scratch of the AVX2 kernels: activations (im2col rows) widened to int16, a chunk of rows of K
- * padded to 8. */
+void mnq_conv_u8_im2col_6x16c2__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+/* Per-thread scratch of the AVX2 kernels: activations (im2col rows) widened to int16, a chunk of rows of K. */
 #define MNQ_AVX2_CHUNK 96
-#define MNQ_AVX2_SCRATCH(k) ((size_t)MNQ_AVX2_CHUNK * (((k) + 7) & ~7) * 2 + 64)
+#define MNQ_AVX2_SCRATCH(k) ((size_t)MNQ_AVX2_CHUNK * (((k) + 1) & ~1) * 2 + 64)
 /* uint8 im2col rows of the AVX2-level conv kernels: K taps, then at least 32 bytes of room. */
 #define MNQ_IM2COL_AVX2_LDA(k) ((((k) + 31) & ~31) + 32)
 /* AVX2 conv: the int16 rows (their 64 spare bytes take the 16-wide widening's overrun), then the uint8 rows. */
