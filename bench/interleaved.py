@@ -1,6 +1,7 @@
 """Whole-network latency of several engines, interleaved: each engine lives in its own
 worker process and the rounds alternate between them, so load on a shared machine
-falls on all alike. Prints per-engine medians (of per-call times) and ratios.
+falls on all alike. Prints per-engine medians and bests (of per-call times) and their
+ratios to the last engine.
 
     python bench/interleaved.py --rounds 30 --calls 5 \\
         mnq:src:avx2:MODEL.tflite  mnq:/other/checkout/src:avx2:MODEL.tflite  litert:INT8_MODEL.tflite
@@ -72,7 +73,8 @@ def main(argv=None):
     print(f"{args.rounds} rounds x {args.calls} calls each, interleaved; 1 thread, batch 1; {time.strftime('%H:%M:%S')}")
     for spec, m, t in zip(args.engines, medians, times):
         q = statistics.quantiles(t, n=4)
-        print(f"{m * 1e3:8.3f} ms median (IQR {q[0] * 1e3:.3f}-{q[2] * 1e3:.3f}, {m / medians[-1]:.2f}x the last)  {spec}")
+        print(f"{m * 1e3:8.3f} ms median (IQR {q[0] * 1e3:.3f}-{q[2] * 1e3:.3f}, {m / medians[-1]:.2f}x the last's; "
+              f"best {min(t) * 1e3:.3f}, {min(t) / min(times[-1]):.2f}x the last's)  {spec}")
 
 
 if __name__ == "__main__":
