@@ -178,7 +178,7 @@ int mnq_peak_available(int which) {
 
 int mnq_peak_of_isa(int isa) {
   ensure_detected();
-  if (!(mnq_isa_supported_mask() & (1u << isa))) return -1;
+  if (isa < 0 || isa >= MNQ_ISA_COUNT || !(g_mask & (1u << isa))) return -1;
   switch (isa) {
     case MNQ_ISA_AVX2: return (g_cpu & CPU_AVX_VNNI) ? MNQ_PEAK_VPDPBUSD_YMM : MNQ_PEAK_VPMADDWD_YMM;
     case MNQ_ISA_AVX512VNNI: return MNQ_PEAK_VPDPBUSD_ZMM;
