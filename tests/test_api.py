@@ -187,7 +187,51 @@ def test_profile_reports_every_layer(model, images):
     assert all(r[2] >= 0 for r in rows) and sum(r[2] for r in rows) > 0
 
 
+def test_profile_roofline_fields(model, images):
+    """MACs per layer from its shapes (times the batch), GMAC/s from them, and a share of
+    the level's measured peak wherever the level has a peak probe."""
+    from mnq import roofline
+    from mnq.summary import layer_macs
+
+    rows = model.profile(images[:2], repeats=2)
+    assert [r.macs for r in rows] == [2 * layer_macs(layer) for layer in model.graph.layers]
+    assert sum(r.macs for r in rows) > 0
+    for r in rows:
+        assert r.gmacs == pytest.approx(r.macs / r.seconds / 1e9 if r.seconds > 0 else 0.0)
+    measured = roofline.peak(model.isa)
+    if _core.peak_of_isa(model.isa) is None:
+        assert measured is None and all(r.peak_fraction is None for r in rows)
+    else:
+        assert measured[0] in _core.peak_probes() and measured[1] > 1e9  # any SIMD core does > 1 GMAC/s
+        for r in rows:
+            assert (r.peak_fraction is None) == (r.macs == 0)
+            if r.macs:
+                assert r.peak_fraction == pytest.approx(r.gmacs * 1e9 / (measured[1] * model.num_threads))
+
+
+def test_peak_probes():
+    """Every probe the CPU runs measures a positive rate; one it lacks reports 0, an unknown name is an error."""
+    for probe in _core.PEAK_NAMES:
+        rate = _core.peak_macs_per_second(probe, 0.01)
+        assert (rate > 0) == (probe in _core.peak_probes()), (probe, rate)
+    with pytest.raises(ValueError, match="unknown peak probe"):
+        _core.peak_macs_per_second("vpdpwssd")
+
+
 def test_info():
     info = mnq.info()
     assert info["version"] == mnq.__version__
     assert "scalar" in info["isas"] and info["best_isa"] in info["isas"]
+
+
+def test_info_lists_the_features_behind_each_level():
+    """cpu_features names every feature that changes a kernel choice; a level is offered
+    only when the features its baseline kernels need are listed."""
+    known = {"avx2", "fma", "avx-vnni", "avx512f/bw/dq/vl", "avx512-vnni", "avx512-vbmi", "amx-int8", "asimd",
+             "asimddp", "neon"}
+    features = mnq.info()["cpu_features"].split()
+    assert features == ["none beyond scalar"] or set(features) <= known, features
+    level_needs = {"avx2": {"avx2", "fma"}, "avx512vnni": {"avx512f/bw/dq/vl", "avx512-vnni"},
+                   "amx": {"avx512-vnni", "amx-int8"}, "neondot": {"asimddp"}}
+    for isa in mnq.info()["isas"]:
+        assert level_needs.get(isa, set()) <= set(features), (isa, features)

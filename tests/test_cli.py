@@ -219,3 +219,4 @@ def test_info_without_a_model_says_how_to_get_one(tmp_path):
 def test_profile():
     r = mnq_cli("profile", "--model", MAIN_MODEL, "--repeats", "2", "--threads", "1")
     assert r.returncode == 0 and "total" in r.stdout
+    assert "GMAC/s" in r.stdout and "%peak" in r.stdout

@@ -58,7 +58,7 @@ def test_pointwise_channel_sweep(isa):
         assert any("__amx" in s for s in names) or pytest.skip("no shape here is AMX-eligible")
     if isa == "avx2":  # AVX-VNNI wherever the CPU has it (and MNQ_NO_AVXVNNI is unset), else vpmaddwd
         vnni = "avx-vnni" in _core.cpu_features().split()
-        assert names == {"mnq_pwconv_u8_5x16__avxvnni" if vnni else "mnq_pwconv_u8_6x16__avx2"}, names
+        assert names == {"mnq_pwconv_u8_5x16__avxvnni" if vnni else "mnq_pwconv_u8_6x16c2__avx2"}, names
 
 
 def test_avx2_level_without_avxvnni():
@@ -143,7 +143,7 @@ def test_conv_im2col(isa, in_hwc, cout, k, stride, same, batch):
         name = check(*conv(rng, in_hwc, cout, k, stride, batch, same, in_zp=zx, w_zp=zw, out_zp=3,
                            real_multiplier=0.0007, act=(3, 200)), isa)
         # AMX: K = k*k*cin <= 32 builds rows in registers (RGB stem), larger K the generic im2col
-        avx2 = "5x16__avxvnni" if "avx-vnni" in _core.cpu_features().split() else "6x16__avx2"
+        avx2 = "5x16__avxvnni" if "avx-vnni" in _core.cpu_features().split() else "6x16c2__avx2"
         assert name == {"amx": "mnq_conv_u8_im2col_32x32__amx", "avx512vnni": "mnq_conv_u8_im2col_6x64__avx512vnni",
                         "avx2": f"mnq_conv_u8_im2col_{avx2}"}[isa]
 

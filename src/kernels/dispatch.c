@@ -43,19 +43,53 @@ static int request_amx_permission(void) {
 #endif
 #endif
 
+/* CPU features that change a kernel choice. Each kernel states the ones it needs;
+ * each ISA level (the user-facing knob) permits a set of them; a kernel runs when
+ * its level permits, and the CPU has, every feature it needs. So a new level
+ * inherits only what its table row grants, not whatever sorts below it. */
+enum {
+  CPU_AVX2 = 1u << 0,        /* with FMA */
+  CPU_AVX_VNNI = 1u << 1,    /* VEX vpdpbusd; env MNQ_NO_AVXVNNI=1 hides it (tests the plain AVX2 kernels) */
+  CPU_AVX512 = 1u << 2,      /* F, BW, DQ, VL */
+  CPU_AVX512_VNNI = 1u << 3,
+  CPU_AVX512_VBMI = 1u << 4, /* the depthwise VNNI kernel's byte permutes */
+  CPU_AMX_INT8 = 1u << 5,    /* with the OS's tile-data permission */
+  CPU_NEON = 1u << 6,        /* ARMv7 NEON or aarch64 Advanced SIMD */
+  CPU_NEON_DOT = 1u << 7,    /* aarch64 SDOT/UDOT */
+  CPU_FEATURE_COUNT = 8
+};
+/* as mnq_cpu_features() lists them */
+static const char *const CPU_FEATURE_NAMES[CPU_FEATURE_COUNT] = {
+    "avx2 fma", "avx-vnni", "avx512f/bw/dq/vl", "avx512-vnni", "avx512-vbmi", "amx-int8", "asimd", "asimddp"};
+
+#define X86_AVX2_LEVEL (CPU_AVX2 | CPU_AVX_VNNI)
+#define X86_AVX512_LEVEL (X86_AVX2_LEVEL | CPU_AVX512 | CPU_AVX512_VNNI | CPU_AVX512_VBMI)
+/* features each level may use */
+static const unsigned LEVEL_PERMITS[MNQ_ISA_COUNT] = {
+    [MNQ_ISA_SCALAR] = 0,
+    [MNQ_ISA_AVX2] = X86_AVX2_LEVEL,
+    [MNQ_ISA_AVX512VNNI] = X86_AVX512_LEVEL,
+    [MNQ_ISA_AMX] = X86_AVX512_LEVEL | CPU_AMX_INT8,
+    [MNQ_ISA_NEON] = CPU_NEON,
+    [MNQ_ISA_NEONDOT] = CPU_NEON | CPU_NEON_DOT,
+};
+/* features a level needs to be offered at all (its baseline kernels' needs) */
+static const unsigned LEVEL_REQUIRES[MNQ_ISA_COUNT] = {
+    [MNQ_ISA_SCALAR] = 0,
+    [MNQ_ISA_AVX2] = CPU_AVX2,
+    [MNQ_ISA_AVX512VNNI] = CPU_AVX2 | CPU_AVX512 | CPU_AVX512_VNNI,
+    [MNQ_ISA_AMX] = CPU_AVX2 | CPU_AVX512 | CPU_AVX512_VNNI | CPU_AMX_INT8,
+    [MNQ_ISA_NEON] = CPU_NEON,
+    [MNQ_ISA_NEONDOT] = CPU_NEON | CPU_NEON_DOT,
+};
+
 static unsigned g_mask;
-static int g_avx512vbmi; /* the depthwise VNNI kernel's byte transposes need it */
-static int g_avxvnni;    /* the AVX2 level's GEMMs use it; env MNQ_NO_AVXVNNI=1 turns it off (tests the plain AVX2 kernels) */
+static unsigned g_cpu; /* CPU_* bits this CPU and OS have */
 static char g_features[256];
 static int g_detected;
 
-static void add_feature(const char *name) {
-  size_t len = strlen(g_features);
-  snprintf(g_features + len, sizeof(g_features) - len, "%s%s", len ? " " : "", name);
-}
-
 static void detect(void) {
-  unsigned mask = 1u << MNQ_ISA_SCALAR;
+  unsigned cpu = 0;
 #if defined(__x86_64__) || defined(__i386__)
   unsigned a, b, c, d;
   unsigned b7 = 0, c7 = 0, d7 = 0, a7_1 = 0;
@@ -71,29 +105,35 @@ static void detect(void) {
   const int os_avx512 = os_avx && (xcr0 & 0xe0) == 0xe0;
   const int os_amx = (xcr0 & 0x60000) == 0x60000;
   const int avx2 = os_avx && ((b7 >> 5) & 1) && has_fma;
-  const int avx_vnni = avx2 && ((a7_1 >> 4) & 1);
   const int avx512 = os_avx512 && ((b7 >> 16) & 1) && ((b7 >> 17) & 1) && ((b7 >> 30) & 1) && ((b7 >> 31) & 1);
-  const int avx512vnni = avx512 && ((c7 >> 11) & 1);
-  const int amx = avx512vnni && os_amx && ((d7 >> 24) & 1) && ((d7 >> 25) & 1) && request_amx_permission();
-  if (avx2) { add_feature("avx2"); add_feature("fma"); mask |= 1u << MNQ_ISA_AVX2; }
   const char *no_vnni = getenv("MNQ_NO_AVXVNNI");
-  g_avxvnni = avx_vnni && !(no_vnni && no_vnni[0] == '1');
-  if (g_avxvnni) add_feature("avx-vnni"); /* listed only when kernels may use it */
-  if (avx512) add_feature("avx512f/bw/dq/vl");
-  if (avx512vnni) { add_feature("avx512-vnni"); mask |= 1u << MNQ_ISA_AVX512VNNI; }
-  g_avx512vbmi = avx512vnni && ((c7 >> 1) & 1);
-  if (amx) { add_feature("amx-int8"); mask |= 1u << MNQ_ISA_AMX; }
+  if (avx2) cpu |= CPU_AVX2;
+  if (avx2 && ((a7_1 >> 4) & 1) && !(no_vnni && no_vnni[0] == '1')) cpu |= CPU_AVX_VNNI;
+  if (avx512) cpu |= CPU_AVX512;
+  if (avx512 && ((c7 >> 11) & 1)) cpu |= CPU_AVX512_VNNI;
+  if (avx512 && ((c7 >> 1) & 1)) cpu |= CPU_AVX512_VBMI;
+  if (os_amx && ((d7 >> 24) & 1) && ((d7 >> 25) & 1) && request_amx_permission()) cpu |= CPU_AMX_INT8;
 #endif
 #if defined(MNQ_ARM_KERNELS) && defined(__aarch64__)
   /* Advanced SIMD is part of every aarch64 Linux system; the dot product is optional */
-  const unsigned long hwcap = getauxval(AT_HWCAP);
-  add_feature("asimd");
-  mask |= 1u << MNQ_ISA_NEON;
-  if (hwcap & HWCAP_ASIMDDP) { add_feature("asimddp"); mask |= 1u << MNQ_ISA_NEONDOT; }
+  cpu |= CPU_NEON;
+  if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) cpu |= CPU_NEON_DOT;
 #elif defined(MNQ_ARM_KERNELS) && defined(__arm__)
-  if (getauxval(AT_HWCAP) & HWCAP_ARM_NEON) { add_feature("neon"); mask |= 1u << MNQ_ISA_NEON; }
+  if (getauxval(AT_HWCAP) & HWCAP_ARM_NEON) cpu |= CPU_NEON;
 #endif
-  if (!g_features[0]) add_feature("none beyond scalar");
+  size_t len = 0;
+  for (int f = 0; f < CPU_FEATURE_COUNT; f++) {
+    const char *name = CPU_FEATURE_NAMES[f];
+#if defined(MNQ_ARM_KERNELS) && defined(__arm__)
+    if (1u << f == CPU_NEON) name = "neon";
+#endif
+    if (cpu & (1u << f)) len += snprintf(g_features + len, sizeof(g_features) - len, "%s%s", len ? " " : "", name);
+  }
+  if (!len) snprintf(g_features, sizeof(g_features), "none beyond scalar");
+  unsigned mask = 0;
+  for (int isa = 0; isa < MNQ_ISA_COUNT; isa++)
+    if ((LEVEL_REQUIRES[isa] & ~cpu) == 0) mask |= 1u << isa;
+  g_cpu = cpu;
   g_mask = mask;
 }
 
@@ -121,13 +161,52 @@ const char *mnq_isa_name(int isa) {
   return (isa >= 0 && isa < MNQ_ISA_COUNT) ? names[isa] : "unknown";
 }
 
+/* CPU features each peak probe's instructions need (enum mnq_peak order) */
+static const unsigned PEAK_NEEDS[MNQ_PEAK_COUNT] = {CPU_AVX2, CPU_AVX2, CPU_AVX2 | CPU_AVX_VNNI,
+                                                   CPU_AVX2 | CPU_AVX512 | CPU_AVX512_VNNI,
+                                                   CPU_AVX2 | CPU_AVX512 | CPU_AVX512_VNNI | CPU_AMX_INT8};
+
+int mnq_peak_available(int which) {
+  ensure_detected();
+#ifdef MNQ_X86_KERNELS
+  return which >= 0 && which < MNQ_PEAK_COUNT && (PEAK_NEEDS[which] & ~g_cpu) == 0;
+#else
+  (void)which, (void)PEAK_NEEDS;
+  return 0;
+#endif
+}
+
+int mnq_peak_of_isa(int isa) {
+  ensure_detected();
+  if (isa < 0 || isa >= MNQ_ISA_COUNT || !(g_mask & (1u << isa))) return -1;
+  switch (isa) {
+    case MNQ_ISA_AVX2: return (g_cpu & CPU_AVX_VNNI) ? MNQ_PEAK_VPDPBUSD_YMM : MNQ_PEAK_VPMADDWD_YMM;
+    case MNQ_ISA_AVX512VNNI: return MNQ_PEAK_VPDPBUSD_ZMM;
+    case MNQ_ISA_AMX: return MNQ_PEAK_TDPBUSD;
+    default: return -1;
+  }
+}
+
 #define USE(fn) (L->kernel = fn, L->kernel_name = #fn)
 
-/* Each op's choice lives in its own function: the fastest kernel at or below
- * `isa` that handles this layer's shape, else the scalar oracle. A kernel that
+/* Whether a kernel needing `needs` (CPU_* bits) may run at this level on this CPU. */
+static inline int level_allows(int isa, unsigned needs) {
+  ensure_detected();
+  return isa >= 0 && isa < MNQ_ISA_COUNT && (needs & ~(LEVEL_PERMITS[isa] & g_cpu)) == 0;
+}
+
+/* Each op's choice lives in its own function: the fastest kernel the level allows
+ * (level_allows with the features it needs) that handles this layer's shape, else the scalar oracle. A kernel that
  * needs packed weights or scratch sets L->packed / L->scratch_bytes here. */
 
 #ifdef MNQ_X86_KERNELS
+/* What each family of x86 kernels needs (the AMX kernels run the AVX-512 VNNI
+ * microkernel on products of few rows). */
+#define NEEDS_AVX2 CPU_AVX2
+#define NEEDS_AVXVNNI (CPU_AVX2 | CPU_AVX_VNNI)
+#define NEEDS_AVX512VNNI (CPU_AVX2 | CPU_AVX512 | CPU_AVX512_VNNI)
+#define NEEDS_AMX (NEEDS_AVX512VNNI | CPU_AMX_INT8)
+
 /* A conv as a GEMM over im2col rows needs the zero-point term folded over
  * every tap, padding taps included (im2col fills them with in_zp). */
 static int fold_conv_bias(mnq_layer *L) {
@@ -148,7 +227,7 @@ static int select_conv(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
   const int k = d->k_h * d->k_w * d->in_c;
-  if (isa >= MNQ_ISA_AMX) {
+  if (level_allows(isa, NEEDS_AMX)) {
     if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp,
                                                          MNQ_AMX_KALIGN(k), 32)))
       return -1;
@@ -156,26 +235,25 @@ static int select_conv(mnq_layer *L, int isa) {
     USE(mnq_conv_u8_im2col_32x32__amx);
     return 0;
   }
-  if (isa >= MNQ_ISA_AVX512VNNI) {
+  if (level_allows(isa, NEEDS_AVX512VNNI)) {
     if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
       return -1;
     L->scratch_bytes = (size_t)MNQ_IM2COL_ROWS * ((k + 3) & ~3);
     USE(mnq_conv_u8_im2col_6x64__avx512vnni);
     return 0;
   }
-  ensure_detected();
-  if (isa >= MNQ_ISA_AVX2 && g_avxvnni) {
+  if (level_allows(isa, NEEDS_AVXVNNI)) {
     if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
       return -1;
     L->scratch_bytes = MNQ_AVXVNNI_CONV_SCRATCH(k);
     USE(mnq_conv_u8_im2col_5x16__avxvnni);
     return 0;
   }
-  if (isa >= MNQ_ISA_AVX2) {
+  if (level_allows(isa, NEEDS_AVX2)) {
     if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp)))
       return -1;
     L->scratch_bytes = MNQ_AVX2_CONV_SCRATCH(k);
-    USE(mnq_conv_u8_im2col_6x16__avx2);
+    USE(mnq_conv_u8_im2col_6x16c2__avx2);
     return 0;
   }
 #endif
@@ -211,7 +289,7 @@ static int select_pointwise(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
   /* AMX with a K-wide tile beats VNNI from K=32 (first pointwise of MobileNet V1 1.0) */
-  if (isa >= MNQ_ISA_AMX && d->in_c >= 32) {
+  if (level_allows(isa, NEEDS_AMX) && d->in_c >= 32) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp,
                                     MNQ_AMX_KALIGN(d->in_c), 32)))
       return -1;
@@ -219,21 +297,20 @@ static int select_pointwise(mnq_layer *L, int isa) {
     USE(mnq_pwconv_u8_32x32__amx);
     return 0;
   }
-  if (isa >= MNQ_ISA_AVX512VNNI) {
+  if (level_allows(isa, NEEDS_AVX512VNNI)) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
     USE(mnq_pwconv_u8_6x64__avx512vnni);
     return 0;
   }
-  ensure_detected();
-  if (isa >= MNQ_ISA_AVX2 && g_avxvnni) {
+  if (level_allows(isa, NEEDS_AVXVNNI)) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
     USE(mnq_pwconv_u8_5x16__avxvnni);
     return 0;
   }
-  if (isa >= MNQ_ISA_AVX2) {
+  if (level_allows(isa, NEEDS_AVX2)) {
     if (!(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp))) return -1;
     L->scratch_bytes = MNQ_AVX2_SCRATCH(d->in_c);
-    USE(mnq_pwconv_u8_6x16__avx2);
+    USE(mnq_pwconv_u8_6x16c2__avx2);
     return 0;
   }
 #endif
@@ -254,8 +331,7 @@ void mnq_dwconv3x3s2_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, 
 
 static int select_depthwise(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
-  ensure_detected();
-  if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX512VNNI && g_avx512vbmi) {
+  if (mnq_dw3x3_fits(&L->d) && level_allows(isa, NEEDS_AVX512VNNI | CPU_AVX512_VBMI)) {
     /* > 0: accumulators too large for the 3x3 requantization (absurd multipliers) */
     const int rc = mnq_dwconv3x3_u8_prepare__avx512vnni(L);
     if (rc < 0) return -1;
@@ -265,7 +341,7 @@ static int select_depthwise(mnq_layer *L, int isa) {
       return 0;
     }
   }
-  if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX2) {
+  if (mnq_dw3x3_fits(&L->d) && level_allows(isa, NEEDS_AVX2)) {
     const int rc = mnq_dwconv3x3_u8_prepare__avx2(L);
     if (rc < 0) return -1;
     if (rc == 0) {

@@ -58,8 +58,27 @@ unsigned mnq_isa_supported_mask(void);
 /* Best usable level. */
 int mnq_isa_best(void);
 const char *mnq_isa_name(int isa);
-/* Human-readable CPU feature list, e.g. "avx2 fma avx512f avx512bw avx512vnni amx-int8". */
+/* Every CPU feature that changes a kernel choice, space-separated, e.g.
+ * "avx2 fma avx-vnni avx512f/bw/dq/vl avx512-vnni avx512-vbmi amx-int8". */
 const char *mnq_cpu_features(void);
+
+/* Peak probes: one core's measured int8 multiply-accumulate throughput of the
+ * instruction a level's GEMMs are built on (bench/peak_probe.py, mnq profile). */
+enum mnq_peak {
+  MNQ_PEAK_VPMADDWD_YMM = 0,   /* AVX2 vpmaddwd + vpaddd on int16 (the exact AVX2 GEMM) */
+  MNQ_PEAK_VPMADDUBSW_YMM = 1, /* AVX2 vpmaddubsw + vpmaddwd + vpaddd (saturates int16: reference only) */
+  MNQ_PEAK_VPDPBUSD_YMM = 2,   /* AVX-VNNI */
+  MNQ_PEAK_VPDPBUSD_ZMM = 3,   /* AVX-512 VNNI */
+  MNQ_PEAK_TDPBUSD = 4,        /* AMX-INT8 */
+  MNQ_PEAK_COUNT = 5
+};
+const char *mnq_peak_name(int which);
+/* Whether this CPU (and OS) runs the probe's instructions. */
+int mnq_peak_available(int which);
+/* The probe bounding `isa`'s GEMMs on this CPU, or -1 (scalar, ARM). */
+int mnq_peak_of_isa(int isa);
+/* MACs per second, the best of repeated timed runs over about `seconds`; 0 when unavailable. */
+double mnq_peak_macs_per_second(int which, double seconds);
 
 /* Build a net. Layer i reads tensor i and writes tensor i+1. The descs' weight and
  * bias arrays must outlive the net. Returns NULL and fills err (if given) on failure. */

@@ -23,6 +23,11 @@ cdef extern from "mnq.h":
     int mnq_isa_best()
     const char *mnq_isa_name(int isa)
     const char *mnq_cpu_features()
+    enum: MNQ_PEAK_COUNT
+    const char *mnq_peak_name(int which)
+    int mnq_peak_available(int which)
+    int mnq_peak_of_isa(int isa)
+    double mnq_peak_macs_per_second(int which, double seconds) nogil
     mnq_net *mnq_net_create(const mnq_layer_desc *layers, int num_layers, int isa, char *err, size_t err_len)
     void mnq_net_destroy(mnq_net *net)
     const char *mnq_net_kernel_name(const mnq_net *net, int layer)
@@ -44,6 +49,31 @@ def best_isa():
 
 def cpu_features():
     return mnq_cpu_features().decode()
+
+
+PEAK_NAMES = tuple(mnq_peak_name(i).decode() for i in range(MNQ_PEAK_COUNT))
+
+
+def peak_probes():
+    """Names of the peak probes whose instructions this CPU runs."""
+    return [name for i, name in enumerate(PEAK_NAMES) if mnq_peak_available(i)]
+
+
+def peak_of_isa(str isa):
+    """The peak probe bounding that level's GEMMs here, or None (scalar, ARM, unsupported)."""
+    cdef int which = mnq_peak_of_isa(ISA_NAMES.index(isa)) if isa in ISA_NAMES else -1
+    return PEAK_NAMES[which] if which >= 0 else None
+
+
+def peak_macs_per_second(str probe, double seconds=0.2):
+    """One core's measured MAC/s of a peak probe (best of runs over `seconds`); 0 if the CPU lacks it."""
+    if probe not in PEAK_NAMES:
+        raise ValueError(f"unknown peak probe {probe!r}; choose from {', '.join(PEAK_NAMES)}")
+    cdef int which = PEAK_NAMES.index(probe)
+    cdef double rate
+    with nogil:
+        rate = mnq_peak_macs_per_second(which, seconds)
+    return rate
 
 
 cdef class Net:

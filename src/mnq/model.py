@@ -182,11 +182,18 @@ class Model:
         return out
 
     def profile(self, x: np.ndarray, repeats: int = 10) -> list:
-        """[(layer name, kernel, median seconds)] over `repeats` runs of batch x."""
+        """Per layer, medians over `repeats` runs of batch x: mnq.roofline.LayerProfile records
+        (name, kernel, seconds, macs, gmacs, peak_fraction), the first three as before. The
+        peak is this level's GEMM instruction on one core times the threads
+        (mnq.roofline.peak, measured once per process)."""
+        from . import roofline
+
         batch = self._check_uint8(x)
         samples = [self._execute(batch, keep=(), profile=True)[1] for _ in range(max(1, repeats))]
         medians = np.median(np.array(samples), axis=0)
-        return list(zip(self.layer_names, self.kernels, medians.tolist()))
+        measured = roofline.peak(self.isa)
+        return roofline.layer_profiles(self.graph.layers, self.kernels, medians.tolist(), len(batch),
+                                       measured[1] if measured else None, self.num_threads)
 
     # ---- input handling ----
     def to_uint8(self, images: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ static inline mnq_gemm_packed *mnq_gemm_pack(const uint8_t *weights, const int32
   return P;
 }
 
-/* AVX2 layout (no u8 x s8 dot product that cannot saturate): the same header
+/* AVX2 layout ("c2": K in pairs, no u8 x s8 dot product that cannot saturate): the same header
  * with w as int16 (w - w_zp) in [np/8][kgroups = ceil(k/2)][8 lanes][2 k], so
  * vpmaddwd needs no row-sum correction (zw_corr = 0). */
 static inline mnq_gemm_packed *mnq_gemm_pack_i16(const uint8_t *weights, const int32_t *bias_folded, int n, int k,
@@ -105,13 +105,13 @@ void mnq_gemm_u8_6x64__avx512vnni(const mnq_gemm_packed *P, const mnq_layer_desc
                                   long rows, uint8_t *out, long ldo, int b0, int b1);
 void mnq_pwconv_u8_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_6x64__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_pwconv_u8_6x16c2__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 /* AVX-VNNI: the mnq_gemm_pack layout (k_align 4, n_align 16); pointwise needs no scratch. */
 void mnq_pwconv_u8_5x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_conv_u8_im2col_5x16__avxvnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 #define MNQ_AVXVNNI_CHUNK 100 /* rows per chunk, whole 5-row tiles */
 #define MNQ_AVXVNNI_CONV_SCRATCH(k) ((size_t)MNQ_AVXVNNI_CHUNK * MNQ_IM2COL_AVX2_LDA(k))
-void mnq_conv_u8_im2col_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_conv_u8_im2col_6x16c2__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 /* Per-thread scratch of the AVX2 kernels: activations (im2col rows) widened to int16, a chunk of rows of K. */
 #define MNQ_AVX2_CHUNK 96
 #define MNQ_AVX2_SCRATCH(k) ((size_t)MNQ_AVX2_CHUNK * (((k) + 1) & ~1) * 2 + 64)

@@ -1,8 +1,16 @@
-/* Pointwise conv on AVX2 for CPUs without AVX-512. vpmaddubsw (u8 x s8) can
- * saturate int16, so activations are widened to int16 once per row chunk and
- * multiplied by int16 (w - w_zp) with vpmaddwd: every int32 sum stays exact.
- * Microkernel: 6 rows x 16 channels, 12 ymm accumulators. The im2col conv
- * widens its uint8 im2col rows the same way and runs the same microkernel. */
+/* Pointwise conv and im2col conv on AVX2 for CPUs without AVX-512 or AVX-VNNI.
+ * vpmaddubsw (u8 x s8) can saturate int16, so activations are widened to int16
+ * once per chunk of rows and multiplied by int16 (w - w_zp) with vpmaddwd: every
+ * int32 sum stays exact.
+ *
+ * Microkernels mnq_gemm_i16_{MR}x{NR}c2__avx2: MR <= 6 rows x NR = 16 (or 8, the
+ * last block of 8 columns) over K in pairs ("c2", the mnq_gemm_pack_i16 layout):
+ * per pair a row's two activations are broadcast and multiplied into 2 (1) weight
+ * vectors, 12 accumulators in all. They know rows, K, strides and the prepared
+ * requantization only; the drivers widen, tile and split. 6x16 measured fastest on
+ * Zen 3 (bench/README.md), once the inner loop stopped spilling: rows are unrolled
+ * by macros, not array loops, and built without tree-PRE (both made gcc keep
+ * accumulators on the stack; check `gcc -S` for %rsp in the loop after changes). */
 #include <immintrin.h>
 
 #include "gemm.h"
@@ -10,64 +18,96 @@
 #include "requant_avx2.h"
 
 #define MR 6
-#define NB 2 /* 8-channel blocks per tile */
 
-static inline int32_t load4(const int16_t *p) {
-  int32_t v;
-  memcpy(&v, p, 4);
-  return v;
+/* The one requantization call site: 8 int32 sums of output channels [n0, n0 + 8) -> min(nc, 8) bytes. */
+static inline void store_requantized(uint8_t *c, __m256i acc, const rq256 *q, int n0, int nc) {
+  (void)n0; /* where per-channel parameters would be read */
+  rq256_store8(c, rq256_apply(acc, q), nc);
 }
 
-static inline __attribute__((always_inline)) void ukernel(const int mr, const int nb, const mnq_gemm_packed *P,
-                                                          const int16_t *a, long lda, int b, uint8_t *o, long ldo,
-                                                          const rq256 *q) {
-  const long wstride = (long)P->kgroups * 16;
-  const int16_t *w = (const int16_t *)P->w + b * wstride;
-  __m256i acc[MR][NB];
-  for (int j = 0; j < nb; j++) {
-    const __m256i bias = _mm256_load_si256((const __m256i *)(P->bias + (b + j) * 8));
-    for (int i = 0; i < mr; i++) acc[i][j] = bias;
-  }
-  for (int g = 0; g < P->kgroups; g++) {
-    __m256i wv[NB];
-    for (int j = 0; j < nb; j++) wv[j] = _mm256_load_si256((const __m256i *)(w + j * wstride + g * 16));
-    for (int i = 0; i < mr; i++) {
-      const __m256i x = _mm256_set1_epi32(load4(a + i * lda + g * 2));
-      for (int j = 0; j < nb; j++) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(x, wv[j]));
-    }
-  }
-  for (int i = 0; i < mr; i++)
-    for (int j = 0; j < nb; j++) rq256_store8(o + i * ldo + j * 8, rq256_apply(acc[i][j], q), P->n - (b + j) * 8);
-}
+#define ROWS_1(X) X(0)
+#define ROWS_2(X) X(0) X(1)
+#define ROWS_3(X) X(0) X(1) X(2)
+#define ROWS_4(X) X(0) X(1) X(2) X(3)
+#define ROWS_5(X) X(0) X(1) X(2) X(3) X(4)
+#define ROWS_6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
-#define UK(mr_, nb_) ukernel(mr_, nb_, P, a16 + r * kp, kp, b, out + r * ldo + b * 8, ldo, q)
-#define UK_MR(nb_)                         \
-  switch (rows - r < MR ? rows - r : MR) { \
-    case 1: UK(1, nb_); break;             \
-    case 2: UK(2, nb_); break;             \
-    case 3: UK(3, nb_); break;             \
-    case 4: UK(4, nb_); break;             \
-    case 5: UK(5, nb_); break;             \
-    default: UK(6, nb_); break;            \
+/* NR = 16: two 8-column blocks, w_stride int16 apart */
+#define DECLARE_16(i) __m256i acc##i##0 = bias0, acc##i##1 = bias1; const int16_t *a##i = a + i * a_stride;
+#define STEP_16(i)                                                                  \
+  {                                                                                 \
+    const __m256i x = _mm256_set1_epi32(*(const int32_t *)a##i);                     \
+    a##i += 2;                                                                      \
+    acc##i##0 = _mm256_add_epi32(acc##i##0, _mm256_madd_epi16(x, w0));              \
+    acc##i##1 = _mm256_add_epi32(acc##i##1, _mm256_madd_epi16(x, w1));              \
   }
+#define STORE_16(i)                                                  \
+  store_requantized(c + i * c_stride, acc##i##0, q, n0, nc);          \
+  store_requantized(c + i * c_stride + 8, acc##i##1, q, n0 + 8, nc - 8);
+/* NR = 8 */
+#define DECLARE_8(i) __m256i acc##i##0 = bias0; const int16_t *a##i = a + i * a_stride;
+#define STEP_8(i)                                                                   \
+  acc##i##0 = _mm256_add_epi32(acc##i##0, _mm256_madd_epi16(_mm256_set1_epi32(*(const int32_t *)a##i), w0)); \
+  a##i += 2;
+#define STORE_8(i) store_requantized(c + i * c_stride, acc##i##0, q, n0, nc);
 
-/* rows x column blocks [b0, b1) of 8 over int16 rows of kp (even) entries. */
+/* c[mr][min(nc, NR)] = requantize(bias[0..NR) + a[mr][2 * kgroups] . w) for output channels from n0;
+ * a rows a_stride int16 apart, w the packed column block(s) (32-byte aligned), w_stride int16 apart. */
+#define DEFINE_UKERNEL(m, nr, SECOND_BLOCK)                                                                       \
+  static __attribute__((optimize("no-tree-pre"))) void mnq_gemm_i16_##m##x##nr##c2__avx2(                         \
+      long kgroups, const int16_t *a, long a_stride, const int16_t *w, long w_stride, const int32_t *bias,       \
+      uint8_t *c, long c_stride, int n0, int nc, const rq256 *q) {                                                \
+    const __m256i bias0 = _mm256_load_si256((const __m256i *)bias);                                              \
+    SECOND_BLOCK(const __m256i bias1 = _mm256_load_si256((const __m256i *)(bias + 8));)                          \
+    ROWS_##m(DECLARE_##nr);                                                                                       \
+    for (long g = 0; g < kgroups; g++, w += 16) {                                                                \
+      const __m256i w0 = _mm256_load_si256((const __m256i *)w);                                                   \
+      SECOND_BLOCK(const __m256i w1 = _mm256_load_si256((const __m256i *)(w + w_stride));)                       \
+      ROWS_##m(STEP_##nr);                                                                                        \
+    }                                                                                                             \
+    (void)w_stride;                                                                                               \
+    ROWS_##m(STORE_##nr);                                                                                         \
+  }
+#define WITH(x) x
+#define WITHOUT(x)
+#define DEFINE_MR(m) DEFINE_UKERNEL(m, 16, WITH) DEFINE_UKERNEL(m, 8, WITHOUT)
+DEFINE_MR(1)
+DEFINE_MR(2)
+DEFINE_MR(3)
+DEFINE_MR(4)
+DEFINE_MR(5)
+DEFINE_MR(6)
+
+typedef void (*ukernel_fn)(long, const int16_t *, long, const int16_t *, long, const int32_t *, uint8_t *, long, int,
+                           int, const rq256 *);
+static const ukernel_fn UKERNELS_16[MR + 1] = {NULL, mnq_gemm_i16_1x16c2__avx2, mnq_gemm_i16_2x16c2__avx2,
+                                               mnq_gemm_i16_3x16c2__avx2, mnq_gemm_i16_4x16c2__avx2,
+                                               mnq_gemm_i16_5x16c2__avx2, mnq_gemm_i16_6x16c2__avx2};
+static const ukernel_fn UKERNELS_8[MR + 1] = {NULL, mnq_gemm_i16_1x8c2__avx2, mnq_gemm_i16_2x8c2__avx2,
+                                              mnq_gemm_i16_3x8c2__avx2, mnq_gemm_i16_4x8c2__avx2,
+                                              mnq_gemm_i16_5x8c2__avx2, mnq_gemm_i16_6x8c2__avx2};
+
+/* rows x column blocks [b0, b1) of 8 over int16 rows of kp (even) entries. Columns outermost:
+ * a 16-column tile's weights (32 * K bytes) stay in L1 while every row passes. */
 static void gemm_chunk(const mnq_gemm_packed *P, const rq256 *q, const int16_t *a16, int kp, long rows, uint8_t *out,
                        long ldo, int b0, int b1) {
-  for (int b = b0; b < b1; b += NB) {
-    if (b1 - b >= NB) {
-      for (long r = 0; r < rows; r += MR) UK_MR(2);
-    } else {
-      for (long r = 0; r < rows; r += MR) UK_MR(1);
+  const long w_stride = (long)P->kgroups * 16;
+  for (int b = b0; b < b1; b += 2) {
+    const ukernel_fn *uk = b1 - b >= 2 ? UKERNELS_16 : UKERNELS_8;
+    const int16_t *w = (const int16_t *)P->w + b * w_stride;
+    for (long r = 0; r < rows; r += MR) {
+      const int mr = rows - r < MR ? (int)(rows - r) : MR;
+      uk[mr](P->kgroups, a16 + r * kp, kp, w, w_stride, P->bias + b * 8, out + r * ldo + b * 8, ldo, b * 8,
+             P->n - b * 8, q);
     }
   }
 }
 
 static int16_t *scratch16(const mnq_work *w) { return (int16_t *)(((uintptr_t)w->scratch + 63) & ~(uintptr_t)63); }
 
-void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
+void mnq_pwconv_u8_6x16c2__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
   const mnq_gemm_packed *P = L->packed;
-  const rq256 q = rq256_init(&L->d);
+  const rq256 q = rq256_init(&L->d); /* once per layer run, shared by every microkernel call */
   const int K = P->k, kp = P->kgroups * 2;
   long m0, m1;
   int b0, b1;
@@ -87,8 +127,8 @@ void mnq_pwconv_u8_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *ou
   }
 }
 
-void mnq_conv_u8_im2col_6x16__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
-                                   const mnq_work *w) {
+void mnq_conv_u8_im2col_6x16c2__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
+                                     const mnq_work *w) {
   const mnq_gemm_packed *P = L->packed;
   const rq256 q = rq256_init(&L->d);
   const int kp = P->kgroups * 2;
