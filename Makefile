@@ -60,7 +60,7 @@ isa_of = $(lastword $(subst __, ,$(basename $(notdir $(1)))))
 
 LIBA := $(BUILD)/libmnq.a
 LIBSO := $(BUILD)/libmnq.so
-PROGRAMS := $(BUILD)/mnq-run $(BUILD)/test_kernels $(BUILD)/test_api
+PROGRAMS := $(BUILD)/mnq-run $(BUILD)/test_kernels $(BUILD)/test_api $(BUILD)/test_limits
 
 all: $(LIBA) $(LIBSO) $(PROGRAMS)
 
@@ -84,9 +84,13 @@ $(BUILD)/test_kernels: tests/c/test_kernels.c $(LIBA)
 $(BUILD)/test_api: tests/c/test_api.c $(LIBA)
 	$(CC) $(CFLAGS) $(EXE_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/test_limits: tests/c/test_limits.c $(LIBA)
+	$(CC) $(CFLAGS) $(EXE_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # make check MODEL=x.mnq [QEMU="qemu-aarch64 -cpu cortex-a53"]
 check: all
 	$(QEMU) $(BUILD)/test_kernels
+	$(QEMU) $(BUILD)/test_limits $(if $(QEMU),100)
 	$(if $(MODEL),$(QEMU) $(BUILD)/test_api $(MODEL))
 
 clean:

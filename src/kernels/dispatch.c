@@ -1,5 +1,6 @@
 /* Runtime CPU detection (cpuid, XCR0, the Linux AMX permission; HWCAP on ARM)
  * and the one place that maps (op, shape, ISA level) to a kernel. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,7 @@ static unsigned g_mask;
 static int g_avx512vbmi; /* the depthwise VNNI kernel's byte transposes need it */
 static int g_avxvnni;    /* the AVX2 level's GEMMs use it; env MNQ_NO_AVXVNNI=1 turns it off (tests the plain AVX2 kernels) */
 static char g_features[256];
-static int g_detected;
+static pthread_once_t g_detect_once = PTHREAD_ONCE_INIT;
 
 static void add_feature(const char *name) {
   size_t len = strlen(g_features);
@@ -97,13 +98,8 @@ static void detect(void) {
   g_mask = mask;
 }
 
-static void ensure_detected(void) {
-  /* cpuid is idempotent, so a race between first callers only repeats work */
-  if (!__atomic_load_n(&g_detected, __ATOMIC_ACQUIRE)) {
-    detect();
-    __atomic_store_n(&g_detected, 1, __ATOMIC_RELEASE);
-  }
-}
+/* Once per process: two first callers racing through detect() would both append to g_features. */
+static void ensure_detected(void) { pthread_once(&g_detect_once, detect); }
 
 unsigned mnq_isa_supported_mask(void) { ensure_detected(); return g_mask; }
 const char *mnq_cpu_features(void) { ensure_detected(); return g_features; }

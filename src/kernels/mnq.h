@@ -70,7 +70,8 @@ int mnq_net_num_layers(const mnq_net *net);
 const char *mnq_net_kernel_name(const mnq_net *net, int layer);
 int mnq_net_isa(const mnq_net *net);
 
-/* Bytes of per-run scratch the caller must provide for this thread count. */
+/* Bytes of per-run scratch the caller must provide for this thread count; 0 when that
+ * does not fit in size_t (32-bit targets), and then a run with this count cannot be given it. */
 size_t mnq_net_scratch_bytes(const mnq_net *net, int num_threads);
 
 /* Run the whole network. tensors[0] is the input [batch,H,W,C]; tensors[i+1] receives
@@ -86,7 +87,9 @@ int mnq_net_threads_usable(int requested);
 
 /* ---- One caller-supplied arena for a whole inference (embedded use) ----
  * The arena holds the intermediate tensors (two ping-pong buffers), the per-thread
- * scratch and the tensor pointer table; nothing is allocated while running. */
+ * scratch and the tensor pointer table; nothing is allocated while running.
+ * 0 on bad arguments or when the arena would not fit in size_t (32-bit targets,
+ * large batches); mnq_net_run_arena refuses those. */
 size_t mnq_net_arena_bytes(const mnq_net *net, int batch, int num_threads);
 /* Read input [batch, H, W, C] and write the last layer's output; returns 0 on
  * success, -1 on bad arguments or an arena smaller than mnq_net_arena_bytes(). */

@@ -181,7 +181,9 @@ const char *mnq_net_kernel_name(const mnq_net *net, int layer) {
 }
 
 size_t mnq_net_scratch_bytes(const mnq_net *net, int num_threads) {
-  return net->scratch_per_thread * (size_t)(num_threads > 0 ? num_threads : 1);
+  size_t bytes;
+  if (__builtin_mul_overflow(net->scratch_per_thread, (size_t)(num_threads > 0 ? num_threads : 1), &bytes)) return 0;
+  return bytes;
 }
 
 static double now_seconds(void) {
@@ -250,11 +252,15 @@ int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t 
  * buffer i % 2, so no layer reads and writes the same buffer. */
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
+/* SIZE_MAX when a buffer would not fit in size_t (32-bit targets, large batches). */
 static size_t largest_intermediate(const mnq_net *net, int batch) {
   size_t most = 0;
   for (int i = 0; i + 1 < net->num_layers; i++) {
     const mnq_layer_desc *d = &net->layers[i].d;
-    const size_t bytes = (size_t)tensor_bytes(d->out_h, d->out_w, d->out_c) * (size_t)batch;
+    size_t bytes;
+    if (__builtin_mul_overflow((size_t)tensor_bytes(d->out_h, d->out_w, d->out_c), (size_t)batch, &bytes) ||
+        bytes > SIZE_MAX - 63)
+      return SIZE_MAX;
     if (bytes > most) most = bytes;
   }
   return align64(most);
@@ -262,14 +268,21 @@ static size_t largest_intermediate(const mnq_net *net, int batch) {
 
 size_t mnq_net_arena_bytes(const mnq_net *net, int batch, int num_threads) {
   if (!net || batch <= 0) return 0;
-  return align64(sizeof(uint8_t *) * (size_t)(net->num_layers + 1)) + 2 * largest_intermediate(net, batch) +
-         mnq_net_scratch_bytes(net, num_threads) + 63; /* 63: room to align the arena's start */
+  const size_t table = align64(sizeof(uint8_t *) * (size_t)(net->num_layers + 1));
+  const size_t scratch = mnq_net_scratch_bytes(net, num_threads);
+  size_t total;
+  if (__builtin_mul_overflow(largest_intermediate(net, batch), (size_t)2, &total) || (net->scratch_per_thread && !scratch) ||
+      __builtin_add_overflow(total, table + 63, &total) || /* 63: room to align the arena's start */
+      __builtin_add_overflow(total, scratch, &total))
+    return 0;
+  return total;
 }
 
 int mnq_net_run_arena(const mnq_net *net, int batch, const uint8_t *input, uint8_t *output, void *arena,
                       size_t arena_bytes, int num_threads) {
   if (!net || batch <= 0 || !input || !output || !arena) return -1;
-  if (arena_bytes < mnq_net_arena_bytes(net, batch, num_threads)) return -1;
+  const size_t need = mnq_net_arena_bytes(net, batch, num_threads);
+  if (!need || arena_bytes < need) return -1;
   uint8_t *p = (uint8_t *)(((uintptr_t)arena + 63) & ~(uintptr_t)63);
   uint8_t **tensors = (uint8_t **)p;
   p += align64(sizeof(uint8_t *) * (size_t)(net->num_layers + 1));
