@@ -7,7 +7,11 @@
 
 #include "internal.h"
 #ifdef MNQ_X86_KERNELS
+#include "x86/dwconv3x3_pack.h"
 #include "x86/gemm.h"
+#endif
+#ifdef MNQ_ARM_KERNELS
+#include "arm/neon_kernels.h"
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -50,6 +54,37 @@ static int g_avxvnni;    /* the AVX2 level's GEMMs use it; env MNQ_NO_AVXVNNI=1 
 static char g_features[256];
 static pthread_once_t g_detect_once = PTHREAD_ONCE_INIT;
 
+/* The build defines MNQ_HAVE_<GROUP> for each kernel group its compiler could build
+ * (isa_levels.txt); a level is offered only when its kernels are in the library. */
+#ifndef MNQ_KERNELS_BUILT
+#define MNQ_KERNELS_BUILT ""
+#endif
+#ifndef MNQ_KERNELS_NOT_BUILT
+#define MNQ_KERNELS_NOT_BUILT ""
+#endif
+const char *mnq_kernels_built(void) { return MNQ_KERNELS_BUILT; }
+const char *mnq_kernels_not_built(void) { return MNQ_KERNELS_NOT_BUILT; }
+
+static unsigned built_levels(void) {
+  unsigned mask = 1u << MNQ_ISA_SCALAR;
+#ifdef MNQ_HAVE_AVX2
+  mask |= 1u << MNQ_ISA_AVX2;
+#endif
+#ifdef MNQ_HAVE_AVX512VNNI
+  mask |= 1u << MNQ_ISA_AVX512VNNI;
+#endif
+#ifdef MNQ_HAVE_AMX
+  mask |= 1u << MNQ_ISA_AMX;
+#endif
+#ifdef MNQ_HAVE_NEON
+  mask |= 1u << MNQ_ISA_NEON;
+#endif
+#ifdef MNQ_HAVE_NEONDOT
+  mask |= 1u << MNQ_ISA_NEONDOT;
+#endif
+  return mask;
+}
+
 static void add_feature(const char *name) {
   size_t len = strlen(g_features);
   snprintf(g_features + len, sizeof(g_features) - len, "%s%s", len ? " " : "", name);
@@ -77,8 +112,10 @@ static void detect(void) {
   const int avx512vnni = avx512 && ((c7 >> 11) & 1);
   const int amx = avx512vnni && os_amx && ((d7 >> 24) & 1) && ((d7 >> 25) & 1) && request_amx_permission();
   if (avx2) { add_feature("avx2"); add_feature("fma"); mask |= 1u << MNQ_ISA_AVX2; }
+#ifdef MNQ_HAVE_AVXVNNI
   const char *no_vnni = getenv("MNQ_NO_AVXVNNI");
   g_avxvnni = avx_vnni && !(no_vnni && no_vnni[0] == '1');
+#endif
   if (g_avxvnni) add_feature("avx-vnni"); /* listed only when kernels may use it */
   if (avx512) add_feature("avx512f/bw/dq/vl");
   if (avx512vnni) { add_feature("avx512-vnni"); mask |= 1u << MNQ_ISA_AVX512VNNI; }
@@ -95,7 +132,7 @@ static void detect(void) {
   if (getauxval(AT_HWCAP) & HWCAP_ARM_NEON) { add_feature("neon"); mask |= 1u << MNQ_ISA_NEON; }
 #endif
   if (!g_features[0]) add_feature("none beyond scalar");
-  g_mask = mask;
+  g_mask = mask & built_levels();
 }
 
 /* Once per process: two first callers racing through detect() would both append to g_features. */
@@ -123,10 +160,7 @@ const char *mnq_isa_name(int isa) {
  * `isa` that handles this layer's shape, else the scalar oracle. A kernel that
  * needs packed weights or scratch sets L->packed / L->scratch_bytes here. */
 
-#ifdef MNQ_X86_KERNELS
-/* A conv as a GEMM over im2col rows needs the zero-point term folded over
- * every tap, padding taps included (im2col fills them with in_zp). */
-static int fold_conv_bias(mnq_layer *L) {
+int mnq_fold_bias(mnq_layer *L) {
   const mnq_layer_desc *d = &L->d;
   const long k = (long)d->k_h * d->k_w * d->in_c;
   L->bias_folded = malloc(sizeof(int32_t) * (size_t)d->out_c);
@@ -138,67 +172,63 @@ static int fold_conv_bias(mnq_layer *L) {
   }
   return 0;
 }
-#endif
 
 static int select_conv(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
   const int k = d->k_h * d->k_w * d->in_c;
+#ifdef MNQ_HAVE_AMX
   if (isa >= MNQ_ISA_AMX) {
-    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp,
+    if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp,
                                                          MNQ_AMX_KALIGN(k), 32)))
       return -1;
     L->scratch_bytes = MNQ_AMX_SCRATCH(k, MNQ_IM2COL_ROWS);
     USE(mnq_conv_u8_im2col_32x32__amx);
     return 0;
   }
+#endif
+#ifdef MNQ_HAVE_AVX512VNNI
   if (isa >= MNQ_ISA_AVX512VNNI) {
-    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
+    if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
       return -1;
     L->scratch_bytes = (size_t)MNQ_IM2COL_ROWS * ((k + 3) & ~3);
     USE(mnq_conv_u8_im2col_6x64__avx512vnni);
     return 0;
   }
+#endif
   ensure_detected();
+#ifdef MNQ_HAVE_AVXVNNI
   if (isa >= MNQ_ISA_AVX2 && g_avxvnni) {
-    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
+    if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
       return -1;
     L->scratch_bytes = MNQ_AVXVNNI_CONV_SCRATCH(k);
     USE(mnq_conv_u8_im2col_5x16__avxvnni);
     return 0;
   }
+#endif
+#ifdef MNQ_HAVE_AVX2
   if (isa >= MNQ_ISA_AVX2) {
-    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp)))
+    if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp)))
       return -1;
     L->scratch_bytes = MNQ_AVX2_CONV_SCRATCH(k);
     USE(mnq_conv_u8_im2col_6x16__avx2);
     return 0;
   }
 #endif
+#endif
   (void)isa;
   USE(mnq_conv_u8__scalar);
   return 0;
 }
 
-#ifdef MNQ_ARM_KERNELS
-int mnq_pwconv_u8_prepare__neon(mnq_layer *L);
-void mnq_pwconv_u8__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-int mnq_dwconv_u8_prepare__neon(mnq_layer *L);
-void mnq_dwconv_u8__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-#ifdef __aarch64__
-int mnq_pwconv_u8_prepare__neondot(mnq_layer *L);
-void mnq_pwconv_u8__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-#endif
-#endif
-
 static int select_pointwise(mnq_layer *L, int isa) {
-#if defined(MNQ_ARM_KERNELS) && defined(__aarch64__)
+#ifdef MNQ_HAVE_NEONDOT
   if (isa >= MNQ_ISA_NEONDOT) {
     USE(mnq_pwconv_u8__neondot);
     return mnq_pwconv_u8_prepare__neondot(L);
   }
 #endif
-#ifdef MNQ_ARM_KERNELS
+#ifdef MNQ_HAVE_NEON
   if (isa >= MNQ_ISA_NEON) {
     USE(mnq_pwconv_u8__neon);
     return mnq_pwconv_u8_prepare__neon(L);
@@ -207,6 +237,7 @@ static int select_pointwise(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
   /* AMX with a K-wide tile beats VNNI from K=32 (first pointwise of MobileNet V1 1.0) */
+#ifdef MNQ_HAVE_AMX
   if (isa >= MNQ_ISA_AMX && d->in_c >= 32) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp,
                                     MNQ_AMX_KALIGN(d->in_c), 32)))
@@ -215,17 +246,23 @@ static int select_pointwise(mnq_layer *L, int isa) {
     USE(mnq_pwconv_u8_32x32__amx);
     return 0;
   }
+#endif
+#ifdef MNQ_HAVE_AVX512VNNI
   if (isa >= MNQ_ISA_AVX512VNNI) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
     USE(mnq_pwconv_u8_6x64__avx512vnni);
     return 0;
   }
+#endif
   ensure_detected();
+#ifdef MNQ_HAVE_AVXVNNI
   if (isa >= MNQ_ISA_AVX2 && g_avxvnni) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
     USE(mnq_pwconv_u8_5x16__avxvnni);
     return 0;
   }
+#endif
+#ifdef MNQ_HAVE_AVX2
   if (isa >= MNQ_ISA_AVX2) {
     if (!(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp))) return -1;
     L->scratch_bytes = MNQ_AVX2_SCRATCH(d->in_c);
@@ -233,24 +270,16 @@ static int select_pointwise(mnq_layer *L, int isa) {
     return 0;
   }
 #endif
+#endif
   (void)isa;
   USE(mnq_pwconv_u8__scalar);
   return 0;
 }
 
-#ifdef MNQ_X86_KERNELS
-#include "x86/dwconv3x3_pack.h"
-int mnq_dwconv3x3_u8_prepare__avx2(mnq_layer *L);
-void mnq_dwconv3x3s1_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-void mnq_dwconv3x3s2_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L);
-void mnq_dwconv3x3s1_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-void mnq_dwconv3x3s2_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-#endif
-
 static int select_depthwise(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   ensure_detected();
+#ifdef MNQ_HAVE_AVX512VNNI
   if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX512VNNI && g_avx512vbmi) {
     /* > 0: accumulators too large for the 3x3 requantization (absurd multipliers) */
     const int rc = mnq_dwconv3x3_u8_prepare__avx512vnni(L);
@@ -261,6 +290,8 @@ static int select_depthwise(mnq_layer *L, int isa) {
       return 0;
     }
   }
+#endif
+#ifdef MNQ_HAVE_AVX2
   if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX2) {
     const int rc = mnq_dwconv3x3_u8_prepare__avx2(L);
     if (rc < 0) return -1;
@@ -271,7 +302,8 @@ static int select_depthwise(mnq_layer *L, int isa) {
     }
   }
 #endif
-#ifdef MNQ_ARM_KERNELS
+#endif
+#ifdef MNQ_HAVE_NEON
   /* depthwise gains nothing from the dot product: one NEON kernel serves both levels */
   if (isa >= MNQ_ISA_NEON) {
     USE(mnq_dwconv_u8__neon);

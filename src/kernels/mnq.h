@@ -60,6 +60,11 @@ int mnq_isa_best(void);
 const char *mnq_isa_name(int isa);
 /* Human-readable CPU feature list, e.g. "avx2 fma avx512f avx512bw avx512vnni amx-int8". */
 const char *mnq_cpu_features(void);
+/* Kernel groups (src/kernels/isa_levels.txt) compiled into this library, and those its
+ * compiler could not build, space-separated ("" for none). A level whose kernels were not
+ * built is never in mnq_isa_supported_mask(). */
+const char *mnq_kernels_built(void);
+const char *mnq_kernels_not_built(void);
 
 /* Build a net. Layer i reads tensor i and writes tensor i+1. The descs' weight and
  * bias arrays must outlive the net. Returns NULL and fills err (if given) on failure. */

@@ -11,9 +11,6 @@
 
 #include "internal.h"
 
-/* Defined in dispatch.c. */
-int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len);
-
 struct mnq_net {
   int num_layers;
   int isa;
@@ -106,18 +103,6 @@ static int validate(const mnq_layer_desc *d, int i, char *err, size_t n) {
   }
 }
 
-static int fold_pointwise_bias(mnq_layer *L) {
-  const mnq_layer_desc *d = &L->d;
-  L->bias_folded = malloc(sizeof(int32_t) * (size_t)d->out_c);
-  if (!L->bias_folded) return -1;
-  for (int n = 0; n < d->out_c; n++) {
-    int32_t wsum = 0;
-    for (int k = 0; k < d->in_c; k++) wsum += (int32_t)d->weights[(long)n * d->in_c + k] - d->w_zp;
-    L->bias_folded[n] = (d->bias ? d->bias[n] : 0) - d->in_zp * wsum;
-  }
-  return 0;
-}
-
 mnq_net *mnq_net_create(const mnq_layer_desc *layers, int num_layers, int isa, char *err, size_t err_len) {
   if (err && err_len) err[0] = 0;
   if (!layers || num_layers <= 0) {
@@ -147,7 +132,7 @@ mnq_net *mnq_net_create(const mnq_layer_desc *layers, int num_layers, int isa, c
   for (int i = 0; i < num_layers; i++) {
     mnq_layer *L = &net->layers[i];
     L->d = layers[i];
-    if (L->d.op == MNQ_OP_POINTWISE && fold_pointwise_bias(L)) {
+    if (L->d.op == MNQ_OP_POINTWISE && mnq_fold_bias(L)) {
       mnq_net_destroy(net);
       fail(err, err_len, "layer %d: %s", i, "out of memory");
       return NULL;

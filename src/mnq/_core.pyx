@@ -23,6 +23,8 @@ cdef extern from "mnq.h":
     int mnq_isa_best()
     const char *mnq_isa_name(int isa)
     const char *mnq_cpu_features()
+    const char *mnq_kernels_built()
+    const char *mnq_kernels_not_built()
     mnq_net *mnq_net_create(const mnq_layer_desc *layers, int num_layers, int isa, char *err, size_t err_len)
     void mnq_net_destroy(mnq_net *net)
     const char *mnq_net_kernel_name(const mnq_net *net, int layer)
@@ -44,6 +46,16 @@ def best_isa():
 
 def cpu_features():
     return mnq_cpu_features().decode()
+
+
+def kernels_built():
+    """Kernel groups compiled into this build (src/kernels/isa_levels.txt)."""
+    return mnq_kernels_built().decode().split()
+
+
+def kernels_not_built():
+    """Kernel groups this build's compiler could not build; their levels are never offered."""
+    return mnq_kernels_not_built().decode().split()
 
 
 cdef class Net:

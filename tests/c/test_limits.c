@@ -163,7 +163,8 @@ static void mnq_file_output_size(void) {
 /* test_limits [ROUNDS]: fresh processes for the detection race (default 400; each
  * catches the unsynchronized race a few percent of the time) */
 int main(int argc, char **argv) {
-  printf("size_t: %zu bits\n", sizeof(size_t) * CHAR_BIT);
+  printf("size_t: %zu bits; kernels built: %s; not built: %s\n", sizeof(size_t) * CHAR_BIT, mnq_kernels_built(),
+         mnq_kernels_not_built());
   concurrent_detection(argc > 1 ? atoi(argv[1]) : 400);
   arena_overflow();
   mnq_file_output_size();

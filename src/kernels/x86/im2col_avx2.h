@@ -3,9 +3,14 @@
 #ifndef MNQ_X86_IM2COL_AVX2_H
 #define MNQ_X86_IM2COL_AVX2_H
 
+#ifndef __AVX2__
+#error "im2col_avx2.h needs AVX2 flags (-mavx2): include it only from *__avx2.c / *__avxvnni.c"
+#endif
+
 #include <immintrin.h>
 
 #include "../internal.h"
+#include "im2col_walk.h"
 
 /* n bytes, any n, as two overlapping loads/stores of the widest fitting size:
  * the runs are a few bytes long (9 for the RGB stem) and memcpy calls dominated.
@@ -48,24 +53,16 @@ static inline void mnq_im2col_avx2(const mnq_layer_desc *d, const uint8_t *in, l
                                    long lda) {
   const int C = d->in_c, kwc = d->k_w * C, K = d->k_h * kwc;
   const __m256i zp = _mm256_set1_epi8((char)d->in_zp);
-  /* walk (image, oy, ox) incrementally: a division per row cost more than the copies */
-  long img = r0 / ((long)d->out_h * d->out_w);
-  int oy = (int)(r0 / d->out_w % d->out_h), ox = (int)(r0 % d->out_w) - 1;
+  mnq_im2col_pos p = mnq_im2col_before(d, r0);
   for (long r = 0; r < rows; r++) {
-    if (++ox == d->out_w) {
-      ox = 0;
-      if (++oy == d->out_h) oy = 0, img++;
-    }
+    mnq_im2col_next(d, &p);
     uint8_t *row = buf + r * lda;
-    const int ix0 = ox * d->stride_w - d->pad_left;
-    /* in-image taps of one kernel row are contiguous in NHWC */
-    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = d->in_w - ix0 < d->k_w ? d->in_w - ix0 : d->k_w;
     for (int ky = 0; ky < d->k_h; ky++) {
       uint8_t *dst = row + ky * kwc;
-      const int iy = oy * d->stride_h - d->pad_top + ky;
-      if (iy < 0 || iy >= d->in_h || kx0 > 0 || kx1 < d->k_w) mnq_fill_over(dst, kwc, zp);
-      if (iy >= 0 && iy < d->in_h && kx0 < kx1)
-        mnq_copy_small(dst + kx0 * C, in + ((img * d->in_h + iy) * d->in_w + ix0 + kx0) * C, (long)(kx1 - kx0) * C);
+      const int iy = p.oy * d->stride_h - d->pad_top + ky;
+      if (iy < 0 || iy >= d->in_h || p.kx0 > 0 || p.kx1 < d->k_w) mnq_fill_over(dst, kwc, zp);
+      if (iy >= 0 && iy < d->in_h && p.kx0 < p.kx1)
+        mnq_copy_small(dst + p.kx0 * C, in + mnq_im2col_offset(d, &p, iy, p.ix0 + p.kx0), (long)(p.kx1 - p.kx0) * C);
     }
     _mm256_storeu_si256((__m256i *)(row + K), _mm256_setzero_si256()); /* clears fill overshoot */
   }
