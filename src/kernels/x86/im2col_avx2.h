@@ -58,11 +58,9 @@ static inline void mnq_im2col_avx2(const mnq_layer_desc *d, const uint8_t *in, l
     mnq_im2col_next(d, &p);
     uint8_t *row = buf + r * lda;
     for (int ky = 0; ky < d->k_h; ky++) {
-      uint8_t *dst = row + ky * kwc;
-      const int iy = p.oy * d->stride_h - d->pad_top + ky;
-      if (iy < 0 || iy >= d->in_h || p.kx0 > 0 || p.kx1 < d->k_w) mnq_fill_over(dst, kwc, zp);
-      if (iy >= 0 && iy < d->in_h && p.kx0 < p.kx1)
-        mnq_copy_small(dst + p.kx0 * C, in + mnq_im2col_offset(d, &p, iy, p.ix0 + p.kx0), (long)(p.kx1 - p.kx0) * C);
+      const mnq_im2col_run run = mnq_im2col_run_of(d, &p, ky);
+      if (run.fill) mnq_fill_over(row + ky * kwc, kwc, zp);
+      if (run.n) mnq_copy_small(row + run.dst, in + run.src, run.n);
     }
     _mm256_storeu_si256((__m256i *)(row + K), _mm256_setzero_si256()); /* clears fill overshoot */
   }

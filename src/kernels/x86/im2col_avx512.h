@@ -38,11 +38,9 @@ static inline void mnq_im2col512(const mnq_layer_desc *d, const uint8_t *in, lon
     mnq_im2col_next(d, &p);
     uint8_t *row = buf + r * lda;
     for (int ky = 0; ky < d->k_h; ky++) {
-      uint8_t *dst = row + ky * kwc;
-      const int iy = p.oy * d->stride_h - d->pad_top + ky;
-      if (iy < 0 || iy >= d->in_h || p.kx0 > 0 || p.kx1 < d->k_w) fill512(dst, kwc, zp);
-      if (iy >= 0 && iy < d->in_h)
-        copy512(dst + p.kx0 * C, in + mnq_im2col_offset(d, &p, iy, p.ix0 + p.kx0), (long)(p.kx1 - p.kx0) * C);
+      const mnq_im2col_run run = mnq_im2col_run_of(d, &p, ky);
+      if (run.fill) fill512(row + ky * kwc, kwc, zp);
+      if (run.n) copy512(row + run.dst, in + run.src, run.n);
     }
     fill512(row + d->k_h * kwc, lda - d->k_h * kwc, _mm512_setzero_si512());
   }

@@ -35,4 +35,22 @@ static inline long mnq_im2col_offset(const mnq_layer_desc *d, const mnq_im2col_p
   return ((p->img * d->in_h + iy) * d->in_w + ix) * d->in_c;
 }
 
+/* Kernel row ky of an im2col row for pixel p: fill says some taps lie outside the image
+ * (the caller first sets the kernel row's k_w*in_c bytes to in_zp), then n bytes of
+ * in-image taps go from in + src to row + dst (n = 0: the kernel row is off the image). */
+typedef struct {
+  long src, dst, n;
+  int fill;
+} mnq_im2col_run;
+
+static inline mnq_im2col_run mnq_im2col_run_of(const mnq_layer_desc *d, const mnq_im2col_pos *p, int ky) {
+  const int iy = p->oy * d->stride_h - d->pad_top + ky, inside = iy >= 0 && iy < d->in_h;
+  mnq_im2col_run run = {0, ((long)ky * d->k_w + p->kx0) * d->in_c, 0, !inside || p->kx0 > 0 || p->kx1 < d->k_w};
+  if (inside && p->kx0 < p->kx1) {
+    run.src = mnq_im2col_offset(d, p, iy, p->ix0 + p->kx0);
+    run.n = (long)(p->kx1 - p->kx0) * d->in_c;
+  }
+  return run;
+}
+
 #endif
