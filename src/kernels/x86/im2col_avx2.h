@@ -44,26 +44,13 @@ static inline void mnq_fill_over(uint8_t *dst, long n, __m256i v) {
   for (long i = 0; i < n; i += 32) _mm256_storeu_si256((__m256i *)(dst + i), v);
 }
 
-/* im2col for output pixels [r0, r0 + rows) (batch folded in): each row holds
- * the k_h*k_w*in_c taps in weight order, then 32 zeros (lda = MNQ_IM2COL_AVX2_LDA(K),
- * so whole-vector fills never leave the row). Taps outside the image get in_zp,
- * adding in_zp * (w - w_zp), which the conv's folded bias (taken over all taps)
- * cancels exactly. */
+static inline void mnq_fill_byte_over(uint8_t *dst, long n, uint8_t v) { mnq_fill_over(dst, n, _mm256_set1_epi8((char)v)); }
+
+/* mnq_im2col_rows with whole-vector moves: each row is the K taps, then 32 zeros that clear
+ * the fills' overshoot (lda = MNQ_IM2COL_AVX2_LDA(K), so fills never leave the row). */
 static inline void mnq_im2col_avx2(const mnq_layer_desc *d, const uint8_t *in, long r0, long rows, uint8_t *buf,
                                    long lda) {
-  const int C = d->in_c, kwc = d->k_w * C, K = d->k_h * kwc;
-  const __m256i zp = _mm256_set1_epi8((char)d->in_zp);
-  mnq_im2col_pos p = mnq_im2col_before(d, r0);
-  for (long r = 0; r < rows; r++) {
-    mnq_im2col_next(d, &p);
-    uint8_t *row = buf + r * lda;
-    for (int ky = 0; ky < d->k_h; ky++) {
-      const mnq_im2col_run run = mnq_im2col_run_of(d, &p, ky);
-      if (run.fill) mnq_fill_over(row + ky * kwc, kwc, zp);
-      if (run.n) mnq_copy_small(row + run.dst, in + run.src, run.n);
-    }
-    _mm256_storeu_si256((__m256i *)(row + K), _mm256_setzero_si256()); /* clears fill overshoot */
-  }
+  mnq_im2col_rows(d, in, r0, rows, buf, lda, 32, mnq_fill_byte_over, mnq_copy_small);
 }
 
 #endif

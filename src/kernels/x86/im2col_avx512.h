@@ -25,25 +25,13 @@ static inline void copy512(uint8_t *dst, const uint8_t *src, long n) {
   }
 }
 
-/* im2col for output pixels [r0, r0 + rows) (batch folded in): each row holds
- * the k_h*k_w*in_c taps in weight order, then zeros up to lda. Taps outside the
- * image get in_zp, adding in_zp * (w - w_zp), which the conv's folded bias
- * (taken over all taps) cancels exactly. Masked vector moves, not memcpy: the
- * runs are a few bytes long (9 for the RGB stem) and libc calls dominated. */
+static inline void fill512_byte(uint8_t *dst, long n, uint8_t v) { fill512(dst, n, _mm512_set1_epi8((char)v)); }
+
+/* mnq_im2col_rows with masked vector moves, not memcpy (the runs are a few bytes long,
+ * 9 for the RGB stem, and libc calls dominated): each row is the K taps, then zeros up to lda. */
 static inline void mnq_im2col512(const mnq_layer_desc *d, const uint8_t *in, long r0, long rows, uint8_t *buf, int lda) {
-  const int C = d->in_c, kwc = d->k_w * C;
-  const __m512i zp = _mm512_set1_epi8((char)d->in_zp);
-  mnq_im2col_pos p = mnq_im2col_before(d, r0);
-  for (long r = 0; r < rows; r++) {
-    mnq_im2col_next(d, &p);
-    uint8_t *row = buf + r * lda;
-    for (int ky = 0; ky < d->k_h; ky++) {
-      const mnq_im2col_run run = mnq_im2col_run_of(d, &p, ky);
-      if (run.fill) fill512(row + ky * kwc, kwc, zp);
-      if (run.n) copy512(row + run.dst, in + run.src, run.n);
-    }
-    fill512(row + d->k_h * kwc, lda - d->k_h * kwc, _mm512_setzero_si512());
-  }
+  const long K = (long)d->k_h * d->k_w * d->in_c;
+  mnq_im2col_rows(d, in, r0, rows, buf, lda, lda - K, fill512_byte, copy512);
 }
 
 /* im2col for K = k_h*k_w*in_c <= 32 (the RGB stem: 27): each row is built in one

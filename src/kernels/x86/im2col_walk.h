@@ -53,4 +53,32 @@ static inline mnq_im2col_run mnq_im2col_run_of(const mnq_layer_desc *d, const mn
   return run;
 }
 
+/* The ISA's byte moves: fill sets n bytes to v (it may write past them, up to the row's
+ * end), copy moves n bytes. */
+typedef void (*mnq_im2col_fill_fn)(uint8_t *dst, long n, uint8_t v);
+typedef void (*mnq_im2col_copy_fn)(uint8_t *dst, const uint8_t *src, long n);
+
+/* im2col for output pixels [r0, r0 + rows) (batch folded in): row r of buf (stride lda)
+ * holds the K = k_h*k_w*in_c taps in weight order, then `pad` zero bytes. Taps outside the
+ * image get in_zp, adding in_zp * (w - w_zp), which the conv's folded bias (taken over all
+ * taps) cancels exactly. Always inlined, so each ISA's moves inline into the loop. */
+static inline __attribute__((always_inline)) void mnq_im2col_rows(const mnq_layer_desc *d, const uint8_t *in,
+                                                                  long r0, long rows, uint8_t *buf, long lda,
+                                                                  long pad, mnq_im2col_fill_fn fill,
+                                                                  mnq_im2col_copy_fn copy) {
+  const long kwc = (long)d->k_w * d->in_c, K = d->k_h * kwc;
+  const uint8_t zp = (uint8_t)d->in_zp;
+  mnq_im2col_pos p = mnq_im2col_before(d, r0);
+  for (long r = 0; r < rows; r++) {
+    mnq_im2col_next(d, &p);
+    uint8_t *row = buf + r * lda;
+    for (int ky = 0; ky < d->k_h; ky++) {
+      const mnq_im2col_run run = mnq_im2col_run_of(d, &p, ky);
+      if (run.fill) fill(row + ky * kwc, kwc, zp);
+      if (run.n) copy(row + run.dst, in + run.src, run.n);
+    }
+    fill(row + K, pad, 0);
+  }
+}
+
 #endif
