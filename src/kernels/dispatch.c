@@ -160,6 +160,8 @@ const char *mnq_isa_name(int isa) {
  * `isa` that handles this layer's shape, else the scalar oracle. A kernel that
  * needs packed weights or scratch sets L->packed / L->scratch_bytes here. */
 
+/* Pointwise layers, and convs as a GEMM over im2col rows: the zero-point term is folded
+ * over every tap, padding taps included (im2col fills them with in_zp). */
 int mnq_fold_bias(mnq_layer *L) {
   const mnq_layer_desc *d = &L->d;
   const long k = (long)d->k_h * d->k_w * d->in_c;
