@@ -65,23 +65,19 @@ static pthread_once_t g_detect_once = PTHREAD_ONCE_INIT;
 const char *mnq_kernels_built(void) { return MNQ_KERNELS_BUILT; }
 const char *mnq_kernels_not_built(void) { return MNQ_KERNELS_NOT_BUILT; }
 
+/* A level is offered when the kernel group of its name was built. */
+static int group_built(const char *name) {
+  const char *list = MNQ_KERNELS_BUILT;
+  const size_t n = strlen(name);
+  for (const char *p = list; (p = strstr(p, name)); p += n)
+    if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
+  return 0;
+}
+
 static unsigned built_levels(void) {
   unsigned mask = 1u << MNQ_ISA_SCALAR;
-#ifdef MNQ_HAVE_AVX2
-  mask |= 1u << MNQ_ISA_AVX2;
-#endif
-#ifdef MNQ_HAVE_AVX512VNNI
-  mask |= 1u << MNQ_ISA_AVX512VNNI;
-#endif
-#ifdef MNQ_HAVE_AMX
-  mask |= 1u << MNQ_ISA_AMX;
-#endif
-#ifdef MNQ_HAVE_NEON
-  mask |= 1u << MNQ_ISA_NEON;
-#endif
-#ifdef MNQ_HAVE_NEONDOT
-  mask |= 1u << MNQ_ISA_NEONDOT;
-#endif
+  for (int i = MNQ_ISA_SCALAR + 1; i < MNQ_ISA_COUNT; i++)
+    if (group_built(mnq_isa_name(i))) mask |= 1u << i;
   return mask;
 }
 
@@ -115,6 +111,8 @@ static void detect(void) {
 #ifdef MNQ_HAVE_AVXVNNI
   const char *no_vnni = getenv("MNQ_NO_AVXVNNI");
   g_avxvnni = avx_vnni && !(no_vnni && no_vnni[0] == '1');
+#else
+  (void)avx_vnni; /* this build has no AVX-VNNI kernels */
 #endif
   if (g_avxvnni) add_feature("avx-vnni"); /* listed only when kernels may use it */
   if (avx512) add_feature("avx512f/bw/dq/vl");
