@@ -14,38 +14,35 @@ QEMU ?=
 
 TRIPLET := $(shell $(CC) -dumpmachine)
 BUILD ?= build/$(TRIPLET)
-CFLAGS ?= -O2
-CFLAGS += -std=gnu11 -Wall -Wno-unused-function -fPIC -Isrc/kernels
-CFLAGS += -pthread
+
+# Kernel groups, their flags and levels: src/kernels/isa_levels.txt (setup.py reads it too).
+ISA_TABLE := src/kernels/isa_levels.txt
+ISA_ARCH := $(if $(findstring x86_64,$(TRIPLET)),x86_64,$(if $(findstring aarch64,$(TRIPLET)),aarch64,$(if \
+            $(findstring arm-linux-gnueabihf,$(TRIPLET)),armhf)))
+KERNEL_DIR := $(if $(filter x86_64,$(ISA_ARCH)),x86,arm)
+isa_row = $(shell awk '$$1 == "$(1)" && $$2 == "$(2)" {for (i = $(3); i <= NF; i++) printf "%s ", $$i}' $(ISA_TABLE))
+ISA_GROUPS := $(shell awk '$$1 == "$(ISA_ARCH)" {print $$2}' $(ISA_TABLE))
+$(foreach g,$(ISA_GROUPS),$(eval FLAGS_$(g) := $(call isa_row,$(ISA_ARCH),$(g),6))$(eval NEEDS_$(g) := $(call isa_row,$(ISA_ARCH),$(g),4)))
+# A group is built when the compiler takes its flags (isa_probe.c) and the group it needs is built.
+isa_probe = $(shell $(CC) $(FLAGS_$(1)) -c src/kernels/isa_probe.c -o /dev/null 2>/dev/null && echo $(1))
+BUILT_GROUPS :=
+$(foreach g,$(ISA_GROUPS),$(if $(and $(filter $(NEEDS_$(g)),- $(BUILT_GROUPS)),$(call isa_probe,$(g))),$(eval BUILT_GROUPS += $(g))))
+DROPPED_GROUPS := $(filter-out $(BUILT_GROUPS),$(ISA_GROUPS))
+$(if $(DROPPED_GROUPS),$(warning $(CC) cannot build the kernel groups: $(DROPPED_GROUPS); building without them))
+
+CFLAGS ?= $(call isa_row,*,common,6)
+override CFLAGS += -std=gnu11 -Wall -Wno-unused-function -fPIC -Isrc/kernels -pthread
 LDFLAGS += -pthread
 LDLIBS += -lm
 ifeq ($(STATIC),1)
 EXE_LDFLAGS := -static
 endif
 
-# Each ISA's kernel files get that ISA's flags only; dispatch.c picks at run time.
-# setup.py (the Python build) carries the same table: change both together.
-ISA_SOURCES :=
-ifneq ($(findstring x86_64,$(TRIPLET)),)
-DEFS := -DMNQ_X86_KERNELS=1
-ISA_SOURCES += $(foreach isa,avx2 avxvnni avx512vnni amx,$(wildcard src/kernels/x86/*__$(isa).c))
-FLAGS_avx2 := -mavx2 -mfma -mf16c
-FLAGS_avxvnni := -mavx2 -mfma -mavxvnni
-FLAGS_avx512vnni := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma
-FLAGS_amx := $(FLAGS_avx512vnni) -mamx-tile -mamx-int8
-endif
-ifneq ($(findstring aarch64,$(TRIPLET)),)
-DEFS := -DMNQ_ARM_KERNELS=1
-ISA_SOURCES += $(wildcard src/kernels/arm/*__neon.c) $(wildcard src/kernels/arm/*__neondot.c)
-FLAGS_neon := -march=armv8-a
-FLAGS_neondot := -march=armv8.2-a+dotprod
-endif
-ifneq ($(findstring arm-linux-gnueabihf,$(TRIPLET)),)
-DEFS := -DMNQ_ARM_KERNELS=1
-# the library itself stays runnable on ARMv7 boards without NEON; only *__neon.c needs it
-ISA_SOURCES += $(wildcard src/kernels/arm/*__neon.c)
-FLAGS_neon := -mfpu=neon
-endif
+# Each group's files get that group's flags only; dispatch.c picks at run time.
+DEFS := $(if $(filter x86_64,$(ISA_ARCH)),-DMNQ_X86_KERNELS=1) $(if $(filter aarch64 armhf,$(ISA_ARCH)),-DMNQ_ARM_KERNELS=1) \
+        $(foreach g,$(BUILT_GROUPS),-DMNQ_HAVE_$(shell echo $(g) | tr a-z A-Z)=1) \
+        -DMNQ_KERNELS_BUILT='"$(strip $(BUILT_GROUPS))"' -DMNQ_KERNELS_NOT_BUILT='"$(strip $(DROPPED_GROUPS))"'
+ISA_SOURCES := $(foreach g,$(BUILT_GROUPS),$(wildcard src/kernels/$(KERNEL_DIR)/*__$(g).c))
 
 LIB_SOURCES := src/kernels/net.c src/kernels/threadpool.c src/kernels/dispatch.c src/kernels/mnq_file.c $(wildcard src/kernels/ref/*.c) \
                $(wildcard src/kernels/generic/*.c) $(ISA_SOURCES)
@@ -54,7 +51,7 @@ isa_of = $(lastword $(subst __, ,$(basename $(notdir $(1)))))
 
 LIBA := $(BUILD)/libmnq.a
 LIBSO := $(BUILD)/libmnq.so
-PROGRAMS := $(BUILD)/mnq-run $(BUILD)/test_kernels $(BUILD)/test_api
+PROGRAMS := $(BUILD)/mnq-run $(BUILD)/test_kernels $(BUILD)/test_api $(BUILD)/test_limits
 
 all: $(LIBA) $(LIBSO) $(PROGRAMS)
 
@@ -78,9 +75,13 @@ $(BUILD)/test_kernels: tests/c/test_kernels.c $(LIBA)
 $(BUILD)/test_api: tests/c/test_api.c $(LIBA)
 	$(CC) $(CFLAGS) $(EXE_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/test_limits: tests/c/test_limits.c $(LIBA)
+	$(CC) $(CFLAGS) $(EXE_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # make check MODEL=x.mnq [QEMU="qemu-aarch64 -cpu cortex-a53"]
 check: all
 	$(QEMU) $(BUILD)/test_kernels
+	$(QEMU) $(BUILD)/test_limits $(if $(QEMU),100)
 	$(if $(MODEL),$(QEMU) $(BUILD)/test_api $(MODEL))
 
 clean:

@@ -22,8 +22,9 @@ from mnq import _core
 from mnq.model import read_graph
 
 BENCH_DIR = Path(__file__).resolve().parent
-# Worktrees live beside ../shared (see DESIGN.md), so the default model is found from any of them.
-DEFAULT_MODEL = BENCH_DIR.parents[1] / "shared" / "models" / "mobilenet_v1_1.0_160_quant_from224.tflite"
+# The test data lives in a shared/ folder beside the checkout, or where MNQ_SHARED says (as in tests/conftest.py).
+SHARED = Path(os.environ.get("MNQ_SHARED", BENCH_DIR.parents[1] / "shared"))
+DEFAULT_MODEL = SHARED / "models" / "mobilenet_v1_1.0_160_quant_from224.tflite"
 ENGINE_ORDER = ("mnq", "tflite", "onnxruntime")
 
 

@@ -34,20 +34,32 @@ TARGETS = {
 }
 
 
-def build(cc):
-    """make the library, CLI and C tests for one compiler; returns the build dir."""
-    if not shutil.which(cc):
-        pytest.skip(f"{cc} not installed (apt-get install gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf)")
-    triplet = subprocess.run([cc, "-dumpmachine"], capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run(["make", "-s", "-j2", f"CC={cc}"], cwd=ROOT, check=True, capture_output=True)
-    return ROOT / "build" / triplet
+@pytest.fixture(scope="session")
+def build(tmp_path_factory):
+    """build(cc): make the library, CLI and C tests for one compiler into a temporary
+    folder (never the source tree), once per session; returns the build dir."""
+    root, made = tmp_path_factory.mktemp("make"), {}
+
+    def make(cc):
+        if not shutil.which(cc):
+            pytest.skip(f"{cc} not installed (apt-get install gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf)")
+        if cc not in made:
+            r = subprocess.run(["make", "-s", "-j2", f"CC={cc}", f"BUILD={root / Path(cc).name}"], cwd=ROOT,
+                               capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr[-3000:]
+            made[cc] = root / Path(cc).name
+        return made[cc]
+    return make
 
 
-def target(name):
-    cc, emulator, levels = TARGETS[name]
-    if not shutil.which(emulator[0]):
-        pytest.skip(f"{emulator[0]} not installed (apt-get install qemu-user)")
-    return build(cc), emulator, levels
+@pytest.fixture
+def target(build):
+    def find(name):
+        cc, emulator, levels = TARGETS[name]
+        if not shutil.which(emulator[0]):
+            pytest.skip(f"{emulator[0]} not installed (apt-get install qemu-user)")
+        return build(cc), emulator, levels
+    return find
 
 
 def run(cmd, **kw):
@@ -84,7 +96,7 @@ def images(model_file):
 
 
 @pytest.mark.parametrize("name", TARGETS)
-def test_kernel_sweep_under_qemu(name):
+def test_kernel_sweep_under_qemu(name, target):
     build_dir, emulator, levels = target(name)
     r = run(emulator + [build_dir / "test_kernels"])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
@@ -92,15 +104,53 @@ def test_kernel_sweep_under_qemu(name):
     assert re.search(r"^\d+ passed, 0 failed$", r.stdout, re.M), r.stdout[-2000:]
 
 
+def test_limits_native(build):
+    """tests/c/test_limits.c: detection once under racing first calls, size_t overflow, .mnq output size."""
+    r = run([build("gcc") / "test_limits"])
+    assert r.returncode == 0 and re.search(r"^\d+ passed, 0 failed$", r.stdout, re.M), r.stdout + r.stderr
+
+
+def test_limits_armhf(target):
+    """The same on armhf, whose 32-bit size_t the arena and scratch sizes overflow (fewer detection
+    races: each fresh process costs a qemu start)."""
+    build_dir, emulator, _ = target("armhf")
+    r = run(emulator + [build_dir / "test_limits", 100])
+    assert "size_t: 32 bits" in r.stdout
+    assert r.returncode == 0 and re.search(r"^\d+ passed, 0 failed$", r.stdout, re.M), r.stdout + r.stderr
+
+
+def test_compiler_without_a_level_builds_without_it(tmp_path):
+    """A compiler that rejects -mavx2 (as an old one rejects -mavxvnni or -mamx-int8) builds the
+    library without the AVX2-level groups, says so, and never offers that level."""
+    if not shutil.which("gcc") or "x86_64" not in subprocess.run(["gcc", "-dumpmachine"], capture_output=True,
+                                                                  text=True).stdout:
+        pytest.skip("x86-64 gcc needed")
+    cc = tmp_path / "cc-without-avx2"
+    cc.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -mavx2 ] && { echo "unrecognized option -mavx2" >&2; '
+                  'exit 1; }; done\nexec gcc "$@"\n')
+    cc.chmod(0o755)
+    out = tmp_path / "build"
+    r = subprocess.run(["make", "-s", "-j2", f"CC={cc}", f"BUILD={out}", f"{out}/test_kernels", f"{out}/test_limits"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "cannot build the kernel groups: avx2 avxvnni" in r.stderr
+    limits = run([out / "test_limits", 1])
+    assert "kernels built: avx512vnni amx; not built: avx2 avxvnni\n" in limits.stdout, limits.stdout
+    kernels = run([out / "test_kernels"])
+    assert kernels.returncode == 0, kernels.stdout[-2000:]
+    levels = re.search(r"levels:(.*)\n", kernels.stdout).group(1).split()
+    assert levels[0] == "scalar" and "avx2" not in levels, levels
+
+
 @pytest.mark.parametrize("name", TARGETS)
-def test_c_api_under_qemu(name, model_file):
+def test_c_api_under_qemu(name, model_file, target):
     build_dir, emulator, _ = target(name)
     r = run(emulator + [build_dir / "test_api", model_file])
     assert r.returncode == 0 and re.search(r"^\d+ passed, 0 failed$", r.stdout, re.M), r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("name", TARGETS)
-def test_mnq_run_matches_x86_and_tflite(name, model_file, images, tmp_path):
+def test_mnq_run_matches_x86_and_tflite(name, model_file, images, tmp_path, target):
     build_dir, emulator, levels = target(name)
     paths, x86, tflite = images
     assert np.array_equal(x86, tflite)
@@ -118,13 +168,13 @@ def test_mnq_run_matches_x86_and_tflite(name, model_file, images, tmp_path):
     assert r.stdout.count(".ppm\n") == NUM_IMAGES
 
 
-def test_c_api_native(model_file):
+def test_c_api_native(model_file, build):
     build_dir = build("gcc")
     r = run([build_dir / "test_api", model_file])
     assert r.returncode == 0 and re.search(r"^\d+ passed, 0 failed$", r.stdout, re.M), r.stdout + r.stderr
 
 
-def test_mnq_run_errors(model_file, tmp_path):
+def test_mnq_run_errors(model_file, tmp_path, build):
     cli = build("gcc") / "mnq-run"
     good = tmp_path / "good.ppm"
     good.write_bytes(b"P6\n# a comment\n160 160\n255\n" + bytes(160 * 160 * 3))

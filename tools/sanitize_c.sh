@@ -15,6 +15,7 @@ ${CC:-gcc} $SAN -std=gnu11 -pthread -I"$REPO/src/kernels" "$REPO/tools/leakcheck
   -o "$BUILD/leakcheck"
 export LD_PRELOAD= ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 "$BUILD/test_kernels"
+"$BUILD/test_limits" 50
 if [ -n "$MODEL" ]; then "$BUILD/test_api" "$MODEL"; fi
 "$BUILD/leakcheck" "$CYCLES"
 # ThreadSanitizer on the C API test: the worker pool's claim/complete protocol under

@@ -1,12 +1,17 @@
 /* Runtime CPU detection (cpuid, XCR0, the Linux AMX permission; HWCAP on ARM)
  * and the one place that maps (op, shape, ISA level) to a kernel. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #ifdef MNQ_X86_KERNELS
+#include "x86/dwconv3x3_pack.h"
 #include "x86/gemm.h"
+#endif
+#ifdef MNQ_ARM_KERNELS
+#include "arm/neon_kernels.h"
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -86,7 +91,34 @@ static const unsigned LEVEL_REQUIRES[MNQ_ISA_COUNT] = {
 static unsigned g_mask;
 static unsigned g_cpu; /* CPU_* bits this CPU and OS have */
 static char g_features[256];
-static int g_detected;
+static pthread_once_t g_detect_once = PTHREAD_ONCE_INIT;
+
+/* The build defines MNQ_HAVE_<GROUP> for each kernel group its compiler could build
+ * (isa_levels.txt); a level is offered only when its kernels are in the library. */
+#ifndef MNQ_KERNELS_BUILT
+#define MNQ_KERNELS_BUILT ""
+#endif
+#ifndef MNQ_KERNELS_NOT_BUILT
+#define MNQ_KERNELS_NOT_BUILT ""
+#endif
+const char *mnq_kernels_built(void) { return MNQ_KERNELS_BUILT; }
+const char *mnq_kernels_not_built(void) { return MNQ_KERNELS_NOT_BUILT; }
+
+/* A level is offered when the kernel group of its name was built. */
+static int group_built(const char *name) {
+  const char *list = MNQ_KERNELS_BUILT;
+  const size_t n = strlen(name);
+  for (const char *p = list; (p = strstr(p, name)); p += n)
+    if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
+  return 0;
+}
+
+static unsigned built_levels(void) {
+  unsigned mask = 1u << MNQ_ISA_SCALAR;
+  for (int i = MNQ_ISA_SCALAR + 1; i < MNQ_ISA_COUNT; i++)
+    if (group_built(mnq_isa_name(i))) mask |= 1u << i;
+  return mask;
+}
 
 static void detect(void) {
   unsigned cpu = 0;
@@ -108,7 +140,11 @@ static void detect(void) {
   const int avx512 = os_avx512 && ((b7 >> 16) & 1) && ((b7 >> 17) & 1) && ((b7 >> 30) & 1) && ((b7 >> 31) & 1);
   const char *no_vnni = getenv("MNQ_NO_AVXVNNI");
   if (avx2) cpu |= CPU_AVX2;
+#ifdef MNQ_HAVE_AVXVNNI /* else this build has no AVX-VNNI kernels: the feature changes nothing */
   if (avx2 && ((a7_1 >> 4) & 1) && !(no_vnni && no_vnni[0] == '1')) cpu |= CPU_AVX_VNNI;
+#else
+  (void)a7_1, (void)no_vnni;
+#endif
   if (avx512) cpu |= CPU_AVX512;
   if (avx512 && ((c7 >> 11) & 1)) cpu |= CPU_AVX512_VNNI;
   if (avx512 && ((c7 >> 1) & 1)) cpu |= CPU_AVX512_VBMI;
@@ -134,16 +170,11 @@ static void detect(void) {
   for (int isa = 0; isa < MNQ_ISA_COUNT; isa++)
     if ((LEVEL_REQUIRES[isa] & ~cpu) == 0) mask |= 1u << isa;
   g_cpu = cpu;
-  g_mask = mask;
+  g_mask = mask & built_levels();
 }
 
-static void ensure_detected(void) {
-  /* cpuid is idempotent, so a race between first callers only repeats work */
-  if (!__atomic_load_n(&g_detected, __ATOMIC_ACQUIRE)) {
-    detect();
-    __atomic_store_n(&g_detected, 1, __ATOMIC_RELEASE);
-  }
-}
+/* Once per process: two first callers racing through detect() would both append to g_features. */
+static void ensure_detected(void) { pthread_once(&g_detect_once, detect); }
 
 unsigned mnq_isa_supported_mask(void) { ensure_detected(); return g_mask; }
 const char *mnq_cpu_features(void) { ensure_detected(); return g_features; }
@@ -206,10 +237,11 @@ static inline int level_allows(int isa, unsigned needs) {
 #define NEEDS_AVXVNNI (CPU_AVX2 | CPU_AVX_VNNI)
 #define NEEDS_AVX512VNNI (CPU_AVX2 | CPU_AVX512 | CPU_AVX512_VNNI)
 #define NEEDS_AMX (NEEDS_AVX512VNNI | CPU_AMX_INT8)
+#endif
 
-/* A conv as a GEMM over im2col rows needs the zero-point term folded over
- * every tap, padding taps included (im2col fills them with in_zp). */
-static int fold_conv_bias(mnq_layer *L) {
+/* Pointwise layers, and convs as a GEMM over im2col rows: the zero-point term is folded
+ * over every tap, padding taps included (im2col fills them with in_zp). */
+int mnq_fold_bias(mnq_layer *L) {
   const mnq_layer_desc *d = &L->d;
   const long k = (long)d->k_h * d->k_w * d->in_c;
   L->bias_folded = malloc(sizeof(int32_t) * (size_t)d->out_c);
@@ -221,66 +253,62 @@ static int fold_conv_bias(mnq_layer *L) {
   }
   return 0;
 }
-#endif
 
 static int select_conv(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
   const int k = d->k_h * d->k_w * d->in_c;
+#ifdef MNQ_HAVE_AMX
   if (level_allows(isa, NEEDS_AMX)) {
-    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp,
+    if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp,
                                                          MNQ_AMX_KALIGN(k), 32)))
       return -1;
     L->scratch_bytes = MNQ_AMX_SCRATCH(k, MNQ_IM2COL_ROWS);
     USE(mnq_conv_u8_im2col_32x32__amx);
     return 0;
   }
+#endif
+#ifdef MNQ_HAVE_AVX512VNNI
   if (level_allows(isa, NEEDS_AVX512VNNI)) {
-    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
+    if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
       return -1;
     L->scratch_bytes = (size_t)MNQ_IM2COL_ROWS * ((k + 3) & ~3);
     USE(mnq_conv_u8_im2col_6x64__avx512vnni);
     return 0;
   }
+#endif
+#ifdef MNQ_HAVE_AVXVNNI
   if (level_allows(isa, NEEDS_AVXVNNI)) {
-    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
+    if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
       return -1;
     L->scratch_bytes = MNQ_AVXVNNI_CONV_SCRATCH(k);
     USE(mnq_conv_u8_im2col_5x16__avxvnni);
     return 0;
   }
+#endif
+#ifdef MNQ_HAVE_AVX2
   if (level_allows(isa, NEEDS_AVX2)) {
-    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp)))
+    if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp)))
       return -1;
     L->scratch_bytes = MNQ_AVX2_CONV_SCRATCH(k);
     USE(mnq_conv_u8_im2col_6x16c2__avx2);
     return 0;
   }
 #endif
+#endif
   (void)isa;
   USE(mnq_conv_u8__scalar);
   return 0;
 }
 
-#ifdef MNQ_ARM_KERNELS
-int mnq_pwconv_u8_prepare__neon(mnq_layer *L);
-void mnq_pwconv_u8__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-int mnq_dwconv_u8_prepare__neon(mnq_layer *L);
-void mnq_dwconv_u8__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-#ifdef __aarch64__
-int mnq_pwconv_u8_prepare__neondot(mnq_layer *L);
-void mnq_pwconv_u8__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-#endif
-#endif
-
 static int select_pointwise(mnq_layer *L, int isa) {
-#if defined(MNQ_ARM_KERNELS) && defined(__aarch64__)
+#ifdef MNQ_HAVE_NEONDOT
   if (isa >= MNQ_ISA_NEONDOT) {
     USE(mnq_pwconv_u8__neondot);
     return mnq_pwconv_u8_prepare__neondot(L);
   }
 #endif
-#ifdef MNQ_ARM_KERNELS
+#ifdef MNQ_HAVE_NEON
   if (isa >= MNQ_ISA_NEON) {
     USE(mnq_pwconv_u8__neon);
     return mnq_pwconv_u8_prepare__neon(L);
@@ -289,6 +317,7 @@ static int select_pointwise(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
   /* AMX with a K-wide tile beats VNNI from K=32 (first pointwise of MobileNet V1 1.0) */
+#ifdef MNQ_HAVE_AMX
   if (level_allows(isa, NEEDS_AMX) && d->in_c >= 32) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp,
                                     MNQ_AMX_KALIGN(d->in_c), 32)))
@@ -297,16 +326,22 @@ static int select_pointwise(mnq_layer *L, int isa) {
     USE(mnq_pwconv_u8_32x32__amx);
     return 0;
   }
+#endif
+#ifdef MNQ_HAVE_AVX512VNNI
   if (level_allows(isa, NEEDS_AVX512VNNI)) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
     USE(mnq_pwconv_u8_6x64__avx512vnni);
     return 0;
   }
+#endif
+#ifdef MNQ_HAVE_AVXVNNI
   if (level_allows(isa, NEEDS_AVXVNNI)) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
     USE(mnq_pwconv_u8_5x16__avxvnni);
     return 0;
   }
+#endif
+#ifdef MNQ_HAVE_AVX2
   if (level_allows(isa, NEEDS_AVX2)) {
     if (!(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp))) return -1;
     L->scratch_bytes = MNQ_AVX2_SCRATCH(d->in_c);
@@ -314,23 +349,15 @@ static int select_pointwise(mnq_layer *L, int isa) {
     return 0;
   }
 #endif
+#endif
   (void)isa;
   USE(mnq_pwconv_u8__scalar);
   return 0;
 }
 
-#ifdef MNQ_X86_KERNELS
-#include "x86/dwconv3x3_pack.h"
-int mnq_dwconv3x3_u8_prepare__avx2(mnq_layer *L);
-void mnq_dwconv3x3s1_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-void mnq_dwconv3x3s2_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L);
-void mnq_dwconv3x3s1_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-void mnq_dwconv3x3s2_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-#endif
-
 static int select_depthwise(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
+#ifdef MNQ_HAVE_AVX512VNNI
   if (mnq_dw3x3_fits(&L->d) && level_allows(isa, NEEDS_AVX512VNNI | CPU_AVX512_VBMI)) {
     /* > 0: accumulators too large for the 3x3 requantization (absurd multipliers) */
     const int rc = mnq_dwconv3x3_u8_prepare__avx512vnni(L);
@@ -341,6 +368,8 @@ static int select_depthwise(mnq_layer *L, int isa) {
       return 0;
     }
   }
+#endif
+#ifdef MNQ_HAVE_AVX2
   if (mnq_dw3x3_fits(&L->d) && level_allows(isa, NEEDS_AVX2)) {
     const int rc = mnq_dwconv3x3_u8_prepare__avx2(L);
     if (rc < 0) return -1;
@@ -351,7 +380,8 @@ static int select_depthwise(mnq_layer *L, int isa) {
     }
   }
 #endif
-#ifdef MNQ_ARM_KERNELS
+#endif
+#ifdef MNQ_HAVE_NEON
   /* depthwise gains nothing from the dot product: one NEON kernel serves both levels */
   if (isa >= MNQ_ISA_NEON) {
     USE(mnq_dwconv_u8__neon);

@@ -23,12 +23,19 @@ struct mnq_layer {
   mnq_layer_desc d;
   mnq_kernel_fn kernel;
   const char *kernel_name;
-  /* Pointwise only: bias - in_zp * sum_k(w - w_zp), so that
-   * acc = bias_folded + sum_k x * (w - w_zp) exactly. */
+  /* Pointwise layers, and convs on the im2col GEMM kernels (mnq_fold_bias):
+   * bias - in_zp * sum_k(w - w_zp) over all k_h*k_w*in_c taps, so that
+   * acc = bias_folded + sum_k x * (w - w_zp) exactly. NULL otherwise. */
   int32_t *bias_folded;
   void *packed;          /* kernel-specific weight layout, owned by the net */
   size_t scratch_bytes;  /* per thread */
 };
+
+/* ---- dispatch.c ---- */
+/* Choose the layer's kernel for `isa` (and pack its weights); -1 and err on failure. */
+int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len);
+/* Fill L->bias_folded (conv or pointwise); -1 when out of memory. */
+int mnq_fold_bias(mnq_layer *L);
 
 /* Split [0, total) evenly; this thread gets [*begin, *end). */
 static inline void mnq_partition(long total, const mnq_work *w, long *begin, long *end) {
@@ -39,7 +46,7 @@ static inline void mnq_partition(long total, const mnq_work *w, long *begin, lon
 
 /* ---- gemmlowp / TFLite fixed-point primitives (scalar definitions) ---- */
 
-/* round(a * b / 2^31), ties away from zero; the one overflow case saturates. */
+/* round(a * b / 2^31), ties toward +inf (docs/exactness.md); the one overflow case saturates. */
 static inline int32_t mnq_srdhm(int32_t a, int32_t b) {
   if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
   int64_t ab = (int64_t)a * (int64_t)b;

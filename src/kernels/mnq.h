@@ -61,6 +61,11 @@ const char *mnq_isa_name(int isa);
 /* Every CPU feature that changes a kernel choice, space-separated, e.g.
  * "avx2 fma avx-vnni avx512f/bw/dq/vl avx512-vnni avx512-vbmi amx-int8". */
 const char *mnq_cpu_features(void);
+/* Kernel groups (src/kernels/isa_levels.txt) compiled into this library, and those its
+ * compiler could not build, space-separated ("" for none). A level whose kernels were not
+ * built is never in mnq_isa_supported_mask(). */
+const char *mnq_kernels_built(void);
+const char *mnq_kernels_not_built(void);
 
 /* Peak probes: one core's measured int8 multiply-accumulate throughput of the
  * instruction a level's GEMMs are built on (bench/peak_probe.py, mnq profile). */
@@ -89,7 +94,8 @@ int mnq_net_num_layers(const mnq_net *net);
 const char *mnq_net_kernel_name(const mnq_net *net, int layer);
 int mnq_net_isa(const mnq_net *net);
 
-/* Bytes of per-run scratch the caller must provide for this thread count. */
+/* Bytes of per-run scratch the caller must provide for this thread count; 0 when that
+ * does not fit in size_t (32-bit targets), and then a run with this count cannot be given it. */
 size_t mnq_net_scratch_bytes(const mnq_net *net, int num_threads);
 
 /* Run the whole network. tensors[0] is the input [batch,H,W,C]; tensors[i+1] receives
@@ -104,7 +110,9 @@ int mnq_net_threads_usable(int requested);
 
 /* ---- One caller-supplied arena for a whole inference (embedded use) ----
  * The arena holds the intermediate tensors (two ping-pong buffers), the per-thread
- * scratch and the tensor pointer table; nothing is allocated while running. */
+ * scratch and the tensor pointer table; nothing is allocated while running.
+ * 0 on bad arguments or when the arena would not fit in size_t (32-bit targets,
+ * large batches); mnq_net_run_arena refuses those. */
 size_t mnq_net_arena_bytes(const mnq_net *net, int batch, int num_threads);
 /* Read input [batch, H, W, C] and write the last layer's output; returns 0 on
  * success, -1 on bad arguments or an arena smaller than mnq_net_arena_bytes(). */

@@ -2,6 +2,7 @@
  * layer records already carry the resolved integer parameters, so reading is
  * validation plus copying fields; weights and biases stay in the file image. */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,7 +178,14 @@ mnq_model *mnq_model_parse(const void *bytes, size_t size, char *err, size_t n) 
     mnq_model_free(m);
     return NULL;
   }
-  m->output_size = last->out_h * last->out_w * last->out_c;
+  /* dims are up to 2^24 each: h*w fits int64, and past INT_MAX the product is refused */
+  const int64_t out_hw = (int64_t)last->out_h * last->out_w;
+  if (out_hw > INT_MAX || out_hw * last->out_c > INT_MAX) {
+    fail(err, n, "output of %dx%dx%d bytes per image is too large", last->out_h, last->out_w, last->out_c);
+    mnq_model_free(m);
+    return NULL;
+  }
+  m->output_size = (int)(out_hw * last->out_c);
   return m;
 }
 

@@ -8,9 +8,6 @@
 #include "internal.h"
 #include "threadpool.h"
 
-/* Defined in dispatch.c. */
-int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len);
-
 struct mnq_net {
   int num_layers;
   int isa;
@@ -102,18 +99,6 @@ static int validate(const mnq_layer_desc *d, int i, char *err, size_t n) {
   }
 }
 
-static int fold_pointwise_bias(mnq_layer *L) {
-  const mnq_layer_desc *d = &L->d;
-  L->bias_folded = malloc(sizeof(int32_t) * (size_t)d->out_c);
-  if (!L->bias_folded) return -1;
-  for (int n = 0; n < d->out_c; n++) {
-    int32_t wsum = 0;
-    for (int k = 0; k < d->in_c; k++) wsum += (int32_t)d->weights[(long)n * d->in_c + k] - d->w_zp;
-    L->bias_folded[n] = (d->bias ? d->bias[n] : 0) - d->in_zp * wsum;
-  }
-  return 0;
-}
-
 mnq_net *mnq_net_create(const mnq_layer_desc *layers, int num_layers, int isa, char *err, size_t err_len) {
   if (err && err_len) err[0] = 0;
   if (!layers || num_layers <= 0) {
@@ -143,7 +128,7 @@ mnq_net *mnq_net_create(const mnq_layer_desc *layers, int num_layers, int isa, c
   for (int i = 0; i < num_layers; i++) {
     mnq_layer *L = &net->layers[i];
     L->d = layers[i];
-    if (L->d.op == MNQ_OP_POINTWISE && fold_pointwise_bias(L)) {
+    if (L->d.op == MNQ_OP_POINTWISE && mnq_fold_bias(L)) {
       mnq_net_destroy(net);
       fail(err, err_len, "layer %d: %s", i, "out of memory");
       return NULL;
@@ -179,7 +164,9 @@ const char *mnq_net_kernel_name(const mnq_net *net, int layer) {
 }
 
 size_t mnq_net_scratch_bytes(const mnq_net *net, int num_threads) {
-  return net->scratch_per_thread * (size_t)(num_threads > 0 ? num_threads : 1);
+  size_t bytes;
+  if (__builtin_mul_overflow(net->scratch_per_thread, (size_t)(num_threads > 0 ? num_threads : 1), &bytes)) return 0;
+  return bytes;
 }
 
 int mnq_net_threads_usable(int requested) {
@@ -239,11 +226,15 @@ int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t 
  * buffer i % 2, so no layer reads and writes the same buffer. */
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
+/* SIZE_MAX when a buffer would not fit in size_t (32-bit targets, large batches). */
 static size_t largest_intermediate(const mnq_net *net, int batch) {
   size_t most = 0;
   for (int i = 0; i + 1 < net->num_layers; i++) {
     const mnq_layer_desc *d = &net->layers[i].d;
-    const size_t bytes = (size_t)tensor_bytes(d->out_h, d->out_w, d->out_c) * (size_t)batch;
+    size_t bytes;
+    if (__builtin_mul_overflow((size_t)tensor_bytes(d->out_h, d->out_w, d->out_c), (size_t)batch, &bytes) ||
+        bytes > SIZE_MAX - 63)
+      return SIZE_MAX;
     if (bytes > most) most = bytes;
   }
   return align64(most);
@@ -251,14 +242,21 @@ static size_t largest_intermediate(const mnq_net *net, int batch) {
 
 size_t mnq_net_arena_bytes(const mnq_net *net, int batch, int num_threads) {
   if (!net || batch <= 0) return 0;
-  return align64(sizeof(uint8_t *) * (size_t)(net->num_layers + 1)) + 2 * largest_intermediate(net, batch) +
-         mnq_net_scratch_bytes(net, num_threads) + 63; /* 63: room to align the arena's start */
+  const size_t table = align64(sizeof(uint8_t *) * (size_t)(net->num_layers + 1));
+  const size_t scratch = mnq_net_scratch_bytes(net, num_threads);
+  size_t total;
+  if (__builtin_mul_overflow(largest_intermediate(net, batch), (size_t)2, &total) || (net->scratch_per_thread && !scratch) ||
+      __builtin_add_overflow(total, table + 63, &total) || /* 63: room to align the arena's start */
+      __builtin_add_overflow(total, scratch, &total))
+    return 0;
+  return total;
 }
 
 int mnq_net_run_arena(const mnq_net *net, int batch, const uint8_t *input, uint8_t *output, void *arena,
                       size_t arena_bytes, int num_threads) {
   if (!net || batch <= 0 || !input || !output || !arena) return -1;
-  if (arena_bytes < mnq_net_arena_bytes(net, batch, num_threads)) return -1;
+  const size_t need = mnq_net_arena_bytes(net, batch, num_threads);
+  if (!need || arena_bytes < need) return -1;
   uint8_t *p = (uint8_t *)(((uintptr_t)arena + 63) & ~(uintptr_t)63);
   uint8_t **tensors = (uint8_t **)p;
   p += align64(sizeof(uint8_t *) * (size_t)(net->num_layers + 1));

@@ -28,6 +28,8 @@ cdef extern from "mnq.h":
     int mnq_peak_available(int which)
     int mnq_peak_of_isa(int isa)
     double mnq_peak_macs_per_second(int which, double seconds) nogil
+    const char *mnq_kernels_built()
+    const char *mnq_kernels_not_built()
     mnq_net *mnq_net_create(const mnq_layer_desc *layers, int num_layers, int isa, char *err, size_t err_len)
     void mnq_net_destroy(mnq_net *net)
     const char *mnq_net_kernel_name(const mnq_net *net, int layer)
@@ -74,6 +76,16 @@ def peak_macs_per_second(str probe, double seconds=0.2):
     with nogil:
         rate = mnq_peak_macs_per_second(which, seconds)
     return rate
+
+
+def kernels_built():
+    """Kernel groups compiled into this build (src/kernels/isa_levels.txt)."""
+    return mnq_kernels_built().decode().split()
+
+
+def kernels_not_built():
+    """Kernel groups this build's compiler could not build; their levels are never offered."""
+    return mnq_kernels_not_built().decode().split()
 
 
 cdef class Net:

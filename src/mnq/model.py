@@ -1,7 +1,6 @@
 """mnq.load() and Model: the Python face of the C executor."""
 from __future__ import annotations
 
-import math
 import os
 import threading
 import zipfile
@@ -290,7 +289,7 @@ def load(path: Union[str, os.PathLike], num_threads: Optional[int] = None, isa: 
     """Load a uint8 MobileNet-family model (.tflite or .mnq).
 
     num_threads: OpenMP threads per inference (default: all available cores).
-    isa: force an instruction-set level ('scalar', 'avx2', 'avx512vnni', 'amx');
+    isa: force an instruction-set level ('scalar', 'avx2', 'avx512vnni', 'amx', 'neon', 'neondot');
          default env MNQ_ISA, else the best this CPU supports.
     labels: list of class names or a text file (one per line); by default taken
          from the model's metadata or a labels file beside it when one matches.

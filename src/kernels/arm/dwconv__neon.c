@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "../internal.h"
+#include "neon_kernels.h"
 #include "requant_neon.h"
 
 enum { CR = 8 };

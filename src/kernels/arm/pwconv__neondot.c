@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "../internal.h"
+#include "neon_kernels.h"
 #include "requant_neon.h"
 
 enum { MR = 4, NR = 16, KR = 16 };

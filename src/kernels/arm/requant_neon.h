@@ -8,6 +8,10 @@
 #ifndef MNQ_REQUANT_NEON_H
 #define MNQ_REQUANT_NEON_H
 
+#ifndef __ARM_NEON
+#error "requant_neon.h needs NEON (ARMv7: -mfpu=neon): include it only from *__neon*.c"
+#endif
+
 #include <arm_neon.h>
 
 #include "../internal.h"

@@ -62,6 +62,28 @@ static inline int64_t mnq_dw3x3_rq_nudge(const mnq_layer_desc *d) {
 
 static inline int mnq_dw3x3_rq_sign_fix(const mnq_layer_desc *d) { return d->shift < 0 && d->act_min < d->out_zp; }
 
+/* What each kernel's rq_init broadcasts: a = acc << left (taken doubled, as acc << (left + 1)),
+ * t = high dword of a * multiplier + nudge (+ [a < 0] when sign_fix), y = t >> right. */
+typedef struct {
+  int32_t multiplier;
+  int64_t nudge;
+  int left, right, sign_fix;
+} mnq_dw3x3_rq_plan;
+
+static inline mnq_dw3x3_rq_plan mnq_dw3x3_rq_plan_of(const mnq_layer_desc *d) {
+  const mnq_dw3x3_rq_plan p = {d->multiplier, mnq_dw3x3_rq_nudge(d), d->shift > 0 ? d->shift : 0,
+                               d->shift > 0 ? 0 : -d->shift, mnq_dw3x3_rq_sign_fix(d)};
+  return p;
+}
+
+/* The kernels (dwconv__avx2.c, dwconv__avx512vnni.c); prepare returns as mnq_dw3x3_prepare. */
+int mnq_dwconv3x3_u8_prepare__avx2(mnq_layer *L);
+void mnq_dwconv3x3s1_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_dwconv3x3s2_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L);
+void mnq_dwconv3x3s1_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+void mnq_dwconv3x3s2_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+
 /* Pack weights and size the scratch; -1 on out of memory, 1 if the
  * requantization would not be exact (then another kernel takes the layer). */
 static inline int mnq_dw3x3_prepare(mnq_layer *L, int B) {

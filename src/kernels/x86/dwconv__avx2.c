@@ -46,15 +46,11 @@ typedef struct {
 } rq;
 
 static inline rq rq_init(const mnq_layer_desc *d) {
-  rq q;
-  q.left = d->shift > 0 ? d->shift : 0;
-  q.m = _mm256_set1_epi64x(d->multiplier);
-  q.nudge = _mm256_set1_epi64x(mnq_dw3x3_rq_nudge(d));
-  q.right = _mm256_set1_epi32(d->shift > 0 ? 0 : -d->shift);
-  q.left1 = _mm256_set1_epi32(q.left + 1);
-  q.lo = _mm256_set1_epi32(d->act_min);
-  q.hi = _mm256_set1_epi32(d->act_max);
-  q.sign_fix = mnq_dw3x3_rq_sign_fix(d);
+  const mnq_dw3x3_rq_plan p = mnq_dw3x3_rq_plan_of(d);
+  const rq q = {.m = _mm256_set1_epi64x(p.multiplier), .nudge = _mm256_set1_epi64x(p.nudge),
+                .right = _mm256_set1_epi32(p.right), .left1 = _mm256_set1_epi32(p.left + 1),
+                .lo = _mm256_set1_epi32(d->act_min), .hi = _mm256_set1_epi32(d->act_max),
+                .left = p.left, .sign_fix = p.sign_fix};
   return q;
 }
 

@@ -144,14 +144,11 @@ typedef struct {
 } rq;
 
 static inline rq rq_init(const mnq_layer_desc *d) {
-  rq q;
-  q.left = d->shift > 0 ? d->shift : 0;
-  q.m = _mm512_set1_epi64(d->multiplier);
-  q.nudge = _mm512_set1_epi64(mnq_dw3x3_rq_nudge(d));
-  q.hi_idx = _mm512_set_epi32(31, 15, 29, 13, 27, 11, 25, 9, 23, 7, 21, 5, 19, 3, 17, 1);
-  q.right = _mm512_set1_epi32(d->shift > 0 ? 0 : -d->shift);
-  q.left1 = _mm512_set1_epi32(q.left + 1);
-  q.sign_fix = mnq_dw3x3_rq_sign_fix(d);
+  const mnq_dw3x3_rq_plan p = mnq_dw3x3_rq_plan_of(d);
+  const rq q = {.m = _mm512_set1_epi64(p.multiplier), .nudge = _mm512_set1_epi64(p.nudge),
+                .hi_idx = _mm512_set_epi32(31, 15, 29, 13, 27, 11, 25, 9, 23, 7, 21, 5, 19, 3, 17, 1),
+                .right = _mm512_set1_epi32(p.right), .left1 = _mm512_set1_epi32(p.left + 1),
+                .left = p.left, .sign_fix = p.sign_fix};
   return q;
 }
 

@@ -3,9 +3,14 @@
 #ifndef MNQ_X86_IM2COL_AVX2_H
 #define MNQ_X86_IM2COL_AVX2_H
 
+#ifndef __AVX2__
+#error "im2col_avx2.h needs AVX2 flags (-mavx2): include it only from *__avx2.c / *__avxvnni.c"
+#endif
+
 #include <immintrin.h>
 
 #include "../internal.h"
+#include "im2col_walk.h"
 
 /* n bytes, any n, as two overlapping loads/stores of the widest fitting size:
  * the runs are a few bytes long (9 for the RGB stem) and memcpy calls dominated.
@@ -39,36 +44,13 @@ static inline void mnq_fill_over(uint8_t *dst, long n, __m256i v) {
   for (long i = 0; i < n; i += 32) _mm256_storeu_si256((__m256i *)(dst + i), v);
 }
 
-/* im2col for output pixels [r0, r0 + rows) (batch folded in): each row holds
- * the k_h*k_w*in_c taps in weight order, then 32 zeros (lda = MNQ_IM2COL_AVX2_LDA(K),
- * so whole-vector fills never leave the row). Taps outside the image get in_zp,
- * adding in_zp * (w - w_zp), which the conv's folded bias (taken over all taps)
- * cancels exactly. */
+static inline void mnq_fill_byte_over(uint8_t *dst, long n, uint8_t v) { mnq_fill_over(dst, n, _mm256_set1_epi8((char)v)); }
+
+/* mnq_im2col_rows with whole-vector moves: each row is the K taps, then 32 zeros that clear
+ * the fills' overshoot (lda = MNQ_IM2COL_AVX2_LDA(K), so fills never leave the row). */
 static inline void mnq_im2col_avx2(const mnq_layer_desc *d, const uint8_t *in, long r0, long rows, uint8_t *buf,
                                    long lda) {
-  const int C = d->in_c, kwc = d->k_w * C, K = d->k_h * kwc;
-  const __m256i zp = _mm256_set1_epi8((char)d->in_zp);
-  /* walk (image, oy, ox) incrementally: a division per row cost more than the copies */
-  long img = r0 / ((long)d->out_h * d->out_w);
-  int oy = (int)(r0 / d->out_w % d->out_h), ox = (int)(r0 % d->out_w) - 1;
-  for (long r = 0; r < rows; r++) {
-    if (++ox == d->out_w) {
-      ox = 0;
-      if (++oy == d->out_h) oy = 0, img++;
-    }
-    uint8_t *row = buf + r * lda;
-    const int ix0 = ox * d->stride_w - d->pad_left;
-    /* in-image taps of one kernel row are contiguous in NHWC */
-    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = d->in_w - ix0 < d->k_w ? d->in_w - ix0 : d->k_w;
-    for (int ky = 0; ky < d->k_h; ky++) {
-      uint8_t *dst = row + ky * kwc;
-      const int iy = oy * d->stride_h - d->pad_top + ky;
-      if (iy < 0 || iy >= d->in_h || kx0 > 0 || kx1 < d->k_w) mnq_fill_over(dst, kwc, zp);
-      if (iy >= 0 && iy < d->in_h && kx0 < kx1)
-        mnq_copy_small(dst + kx0 * C, in + ((img * d->in_h + iy) * d->in_w + ix0 + kx0) * C, (long)(kx1 - kx0) * C);
-    }
-    _mm256_storeu_si256((__m256i *)(row + K), _mm256_setzero_si256()); /* clears fill overshoot */
-  }
+  mnq_im2col_rows(d, in, r0, rows, buf, lda, 32, mnq_fill_byte_over, mnq_copy_small);
 }
 
 #endif

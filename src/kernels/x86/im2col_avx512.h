@@ -3,9 +3,14 @@
 #ifndef MNQ_X86_IM2COL_AVX512_H
 #define MNQ_X86_IM2COL_AVX512_H
 
+#if !defined(__AVX512F__) || !defined(__AVX512BW__) || !defined(__AVX512VL__)
+#error "im2col_avx512.h needs AVX-512 F/BW/VL flags: include it only from *__avx512vnni.c / *__amx.c"
+#endif
+
 #include <immintrin.h>
 
 #include "../internal.h"
+#include "im2col_walk.h"
 
 static inline __mmask64 first_bytes(long n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
 
@@ -20,35 +25,13 @@ static inline void copy512(uint8_t *dst, const uint8_t *src, long n) {
   }
 }
 
-/* im2col for output pixels [r0, r0 + rows) (batch folded in): each row holds
- * the k_h*k_w*in_c taps in weight order, then zeros up to lda. Taps outside the
- * image get in_zp, adding in_zp * (w - w_zp), which the conv's folded bias
- * (taken over all taps) cancels exactly. Masked vector moves, not memcpy: the
- * runs are a few bytes long (9 for the RGB stem) and libc calls dominated. */
+static inline void fill512_byte(uint8_t *dst, long n, uint8_t v) { fill512(dst, n, _mm512_set1_epi8((char)v)); }
+
+/* mnq_im2col_rows with masked vector moves, not memcpy (the runs are a few bytes long,
+ * 9 for the RGB stem, and libc calls dominated): each row is the K taps, then zeros up to lda. */
 static inline void mnq_im2col512(const mnq_layer_desc *d, const uint8_t *in, long r0, long rows, uint8_t *buf, int lda) {
-  const int C = d->in_c, kwc = d->k_w * C;
-  const __m512i zp = _mm512_set1_epi8((char)d->in_zp);
-  /* walk (image, oy, ox) incrementally: a division per row cost more than the copies */
-  long img = r0 / ((long)d->out_h * d->out_w);
-  int oy = (int)(r0 / d->out_w % d->out_h), ox = (int)(r0 % d->out_w) - 1;
-  for (long r = r0; r < r0 + rows; r++) {
-    if (++ox == d->out_w) {
-      ox = 0;
-      if (++oy == d->out_h) oy = 0, img++;
-    }
-    uint8_t *row = buf + (r - r0) * lda;
-    const int ix0 = ox * d->stride_w - d->pad_left;
-    /* in-image taps of one kernel row are contiguous in NHWC */
-    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = d->in_w - ix0 < d->k_w ? d->in_w - ix0 : d->k_w;
-    for (int ky = 0; ky < d->k_h; ky++) {
-      uint8_t *dst = row + ky * kwc;
-      const int iy = oy * d->stride_h - d->pad_top + ky;
-      if (iy < 0 || iy >= d->in_h || kx0 > 0 || kx1 < d->k_w) fill512(dst, kwc, zp);
-      if (iy >= 0 && iy < d->in_h)
-        copy512(dst + kx0 * C, in + ((img * d->in_h + iy) * d->in_w + ix0 + kx0) * C, (long)(kx1 - kx0) * C);
-    }
-    fill512(row + d->k_h * kwc, lda - d->k_h * kwc, _mm512_setzero_si512());
-  }
+  const long K = (long)d->k_h * d->k_w * d->in_c;
+  mnq_im2col_rows(d, in, r0, rows, buf, lda, lda - K, fill512_byte, copy512);
 }
 
 /* im2col for K = k_h*k_w*in_c <= 32 (the RGB stem: 27): each row is built in one
@@ -60,22 +43,18 @@ static inline void mnq_im2col512_k32(const mnq_layer_desc *d, const uint8_t *in,
                                      int32_t *rowsum) {
   const int C = d->in_c, kwc = d->k_w * C, K = d->k_h * kwc;
   const __m256i zp = _mm256_maskz_set1_epi8((__mmask32)((1ull << K) - 1), (char)d->in_zp);
-  long img = r0 / ((long)d->out_h * d->out_w);
-  int oy = (int)(r0 / d->out_w % d->out_h), ox = (int)(r0 % d->out_w) - 1;
+  mnq_im2col_pos p = mnq_im2col_before(d, r0);
   for (long r = 0; r < rows; r++) {
-    if (++ox == d->out_w) {
-      ox = 0;
-      if (++oy == d->out_h) oy = 0, img++;
-    }
-    const int ix0 = ox * d->stride_w - d->pad_left;
-    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = d->in_w - ix0 < d->k_w ? d->in_w - ix0 : d->k_w;
-    const uint64_t run = ((1ull << ((kx1 - kx0) * C)) - 1) << (kx0 * C);
+    mnq_im2col_next(d, &p);
+    const uint64_t run = ((1ull << ((p.kx1 - p.kx0) * C)) - 1) << (p.kx0 * C);
     __m256i v = zp;
     for (int ky = 0; ky < d->k_h; ky++) {
-      const int iy = oy * d->stride_h - d->pad_top + ky;
+      const int iy = p.oy * d->stride_h - d->pad_top + ky;
       if (iy < 0 || iy >= d->in_h) continue;
-      /* byte j of the row <- address base + j */
-      const uintptr_t base = (uintptr_t)(in + ((img * d->in_h + iy) * d->in_w + ix0) * C) - (uintptr_t)(ky * kwc);
+      /* byte j of the row <- address base + j. The base may lie before `in` (ix0 < 0,
+       * ky > 0); only the masked-in bytes, inside the image, are read. Integer arithmetic:
+       * forming that pointer with `in + offset` would be undefined behaviour. */
+      const uintptr_t base = (uintptr_t)in + (uintptr_t)(mnq_im2col_offset(d, &p, iy, p.ix0) - (long)ky * kwc);
       v = _mm256_mask_loadu_epi8(v, (__mmask32)(run << (ky * kwc)), (const void *)base);
     }
     _mm256_store_si256((__m256i *)(buf + r * 32), v);

@@ -4,6 +4,10 @@
 #ifndef MNQ_X86_REQUANT_AVX2_H
 #define MNQ_X86_REQUANT_AVX2_H
 
+#ifndef __AVX2__
+#error "requant_avx2.h needs AVX2 flags (-mavx2): include it only from *__avx2.c / *__avxvnni.c"
+#endif
+
 #include <immintrin.h>
 
 #include "../internal.h"

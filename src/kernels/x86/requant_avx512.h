@@ -14,6 +14,10 @@
 #ifndef MNQ_X86_REQUANT_AVX512_H
 #define MNQ_X86_REQUANT_AVX512_H
 
+#if !defined(__AVX512F__) || !defined(__AVX512BW__)
+#error "requant_avx512.h needs AVX-512 F/BW flags: include it only from files built with them"
+#endif
+
 #include <immintrin.h>
 
 #include "../internal.h"
