@@ -197,12 +197,15 @@ static const unsigned PEAK_NEEDS[MNQ_PEAK_COUNT] = {CPU_AVX2, CPU_AVX2, CPU_AVX2
                                                    CPU_AVX2 | CPU_AVX512 | CPU_AVX512_VNNI,
                                                    CPU_AVX2 | CPU_AVX512 | CPU_AVX512_VNNI | CPU_AMX_INT8};
 
+/* the kernel group (isa_levels.txt) each probe's loop is compiled in */
+static const char *const PEAK_GROUP[MNQ_PEAK_COUNT] = {"avx2", "avx2", "avxvnni", "avx512vnni", "amx"};
+
 int mnq_peak_available(int which) {
   ensure_detected();
 #ifdef MNQ_X86_KERNELS
-  return which >= 0 && which < MNQ_PEAK_COUNT && (PEAK_NEEDS[which] & ~g_cpu) == 0;
+  return which >= 0 && which < MNQ_PEAK_COUNT && (PEAK_NEEDS[which] & ~g_cpu) == 0 && group_built(PEAK_GROUP[which]);
 #else
-  (void)which, (void)PEAK_NEEDS;
+  (void)which, (void)PEAK_NEEDS, (void)PEAK_GROUP;
   return 0;
 #endif
 }

@@ -23,9 +23,23 @@ static double now(void) {
 double mnq_peak_macs_per_second(int which, double seconds) {
   if (!mnq_peak_available(which)) return 0;
 #ifdef MNQ_X86_KERNELS
+  /* only the groups this build compiled exist (mnq_peak_available checks the same) */
   static void (*const loops[MNQ_PEAK_COUNT])(long) = {
-      mnq_peak_loop_vpmaddwd__avx2, mnq_peak_loop_vpmaddubsw__avx2, mnq_peak_loop_vpdpbusd_ymm__avxvnni,
-      mnq_peak_loop_vpdpbusd_zmm__avx512vnni, mnq_peak_loop_tdpbusd__amx};
+#ifdef MNQ_HAVE_AVX2
+      [MNQ_PEAK_VPMADDWD_YMM] = mnq_peak_loop_vpmaddwd__avx2,
+      [MNQ_PEAK_VPMADDUBSW_YMM] = mnq_peak_loop_vpmaddubsw__avx2,
+#endif
+#ifdef MNQ_HAVE_AVXVNNI
+      [MNQ_PEAK_VPDPBUSD_YMM] = mnq_peak_loop_vpdpbusd_ymm__avxvnni,
+#endif
+#ifdef MNQ_HAVE_AVX512VNNI
+      [MNQ_PEAK_VPDPBUSD_ZMM] = mnq_peak_loop_vpdpbusd_zmm__avx512vnni,
+#endif
+#ifdef MNQ_HAVE_AMX
+      [MNQ_PEAK_TDPBUSD] = mnq_peak_loop_tdpbusd__amx,
+#endif
+  };
+  if (!loops[which]) return 0;
   static const double macs_per_iter[MNQ_PEAK_COUNT] = {
       MNQ_PEAK_MACS_PER_ITER_VPMADDWD, MNQ_PEAK_MACS_PER_ITER_VPMADDUBSW, MNQ_PEAK_MACS_PER_ITER_AVXVNNI,
       MNQ_PEAK_MACS_PER_ITER_AVX512VNNI, MNQ_PEAK_MACS_PER_ITER_AMX};
