@@ -125,7 +125,14 @@ const char *mnq_isa_name(int isa) {
 
 /* Each op's choice lives in its own function: the fastest kernel at or below
  * `isa` that handles this layer's shape, else the scalar oracle. A kernel that
- * needs packed weights or scratch sets L->packed / L->scratch_bytes here. */
+ * needs packed weights or scratch sets L->packed / L->scratch_bytes here.
+ *
+ * Per-channel requantization (int8 models, channel_multipliers != NULL) is read
+ * by the scalar oracle and the AVX2 kernels only (AVX-512 VNNI, AMX, AVX-VNNI and
+ * NEON kernels requantize per tensor): a per-channel layer takes the best kernel
+ * at or below `isa` among those, i.e. AVX2 on any x86 level from avx2 up, scalar
+ * on ARM. */
+static int per_channel(const mnq_layer *L) { return L->d.channel_multipliers != NULL; }
 
 #ifdef MNQ_X86_KERNELS
 /* A conv as a GEMM over im2col rows needs the zero-point term folded over
@@ -148,6 +155,7 @@ static int select_conv(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
   const int k = d->k_h * d->k_w * d->in_c;
+  if (per_channel(L) && isa > MNQ_ISA_AVX2) isa = MNQ_ISA_AVX2;
   if (isa >= MNQ_ISA_AMX) {
     if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp,
                                                          MNQ_AMX_KALIGN(k), 32)))
@@ -164,7 +172,7 @@ static int select_conv(mnq_layer *L, int isa) {
     return 0;
   }
   ensure_detected();
-  if (isa >= MNQ_ISA_AVX2 && g_avxvnni) {
+  if (isa >= MNQ_ISA_AVX2 && g_avxvnni && !per_channel(L)) {
     if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
       return -1;
     L->scratch_bytes = MNQ_AVXVNNI_CONV_SCRATCH(k);
@@ -172,7 +180,8 @@ static int select_conv(mnq_layer *L, int isa) {
     return 0;
   }
   if (isa >= MNQ_ISA_AVX2) {
-    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp)))
+    if (fold_conv_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp,
+                                                             d->channel_multipliers, d->channel_shifts)))
       return -1;
     L->scratch_bytes = MNQ_AVX2_CONV_SCRATCH(k);
     USE(mnq_conv_u8_im2col_6x16__avx2);
@@ -196,6 +205,7 @@ void mnq_pwconv_u8__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out,
 #endif
 
 static int select_pointwise(mnq_layer *L, int isa) {
+  if (per_channel(L)) isa = isa > MNQ_ISA_AVX2 ? MNQ_ISA_AVX2 : isa; /* the ARM levels lie above: scalar */
 #if defined(MNQ_ARM_KERNELS) && defined(__aarch64__)
   if (isa >= MNQ_ISA_NEONDOT) {
     USE(mnq_pwconv_u8__neondot);
@@ -225,13 +235,15 @@ static int select_pointwise(mnq_layer *L, int isa) {
     return 0;
   }
   ensure_detected();
-  if (isa >= MNQ_ISA_AVX2 && g_avxvnni) {
+  if (isa >= MNQ_ISA_AVX2 && g_avxvnni && !per_channel(L)) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
     USE(mnq_pwconv_u8_5x16__avxvnni);
     return 0;
   }
   if (isa >= MNQ_ISA_AVX2) {
-    if (!(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp))) return -1;
+    if (!(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp,
+                                        d->channel_multipliers, d->channel_shifts)))
+      return -1;
     L->scratch_bytes = MNQ_AVX2_SCRATCH(d->in_c);
     USE(mnq_pwconv_u8_6x16__avx2);
     return 0;
@@ -253,6 +265,7 @@ void mnq_dwconv3x3s2_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, 
 #endif
 
 static int select_depthwise(mnq_layer *L, int isa) {
+  if (per_channel(L)) isa = isa > MNQ_ISA_AVX2 ? MNQ_ISA_AVX2 : isa; /* the ARM levels lie above: scalar */
 #ifdef MNQ_X86_KERNELS
   ensure_detected();
   if (mnq_dw3x3_fits(&L->d) && isa >= MNQ_ISA_AVX512VNNI && g_avx512vbmi) {

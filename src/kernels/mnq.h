@@ -33,7 +33,9 @@ enum mnq_isa {
 };
 
 /* One layer, all quantization already resolved (see docs: "Exact arithmetic").
- * Tensors are NHWC uint8; the batch size is given at run time. */
+ * Tensors are NHWC uint8; the batch size is given at run time. An int8 layer runs
+ * as uint8: every int8 value x and zero point z become x + 128 and z + 128
+ * (docs/exactness.md, "int8 models"). */
 typedef struct {
   int op;
   int in_h, in_w, in_c;
@@ -49,6 +51,10 @@ typedef struct {
   const uint8_t *weights;       /* conv/pointwise [out_c][k_h][k_w][in_c]; depthwise [k_h][k_w][c] */
   const int32_t *bias;          /* [out_c], may be NULL */
   int32_t softmax_multiplier, softmax_left_shift, softmax_diff_min;
+  /* Average pool: the mean of (x - pool_center) is rounded half away from zero, then
+   * pool_center is added back. 0 for uint8 layers (TFLite's uint8 rule, sums are never
+   * negative); 128 for int8 layers run as uint8 (x = int8 value + 128, TFLite's int8 rule). */
+  int32_t pool_center;
 } mnq_layer_desc;
 
 typedef struct mnq_net mnq_net;

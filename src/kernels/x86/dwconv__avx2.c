@@ -42,6 +42,7 @@ static void widen_row(const mnq_layer_desc *d, const uint8_t *x, __m256i *q) {
 /* mnq_requantize in ~11 ops (see mnq_dw3x3_rq_fits); clamped int32 lanes */
 typedef struct {
   __m256i m, nudge, right, left1, lo, hi;
+  __m256i m_odd, nudge_odd, sign_mask; /* per-channel layers only */
   int left, sign_fix;
 } rq;
 
@@ -58,6 +59,29 @@ static inline rq rq_init(const mnq_layer_desc *d) {
   return q;
 }
 
+/* Per-channel layers: the block's own multipliers and shifts (dwconv3x3_pack.h). */
+static inline rq rq_channels(const rq *base, const int32_t *lanes) {
+  rq q = *base;
+  q.m = _mm256_load_si256((const __m256i *)lanes);
+  q.m_odd = _mm256_srli_epi64(q.m, 32);
+  q.nudge = _mm256_load_si256((const __m256i *)(lanes + B));
+  q.nudge_odd = _mm256_load_si256((const __m256i *)(lanes + 2 * B));
+  q.right = _mm256_load_si256((const __m256i *)(lanes + 3 * B));
+  q.left1 = _mm256_load_si256((const __m256i *)(lanes + 4 * B));
+  q.sign_mask = _mm256_load_si256((const __m256i *)(lanes + 5 * B));
+  return q;
+}
+
+/* Per-channel version of rq_apply: every lane its own shifts, multiplier and nudge. */
+static inline __m256i rq_apply_channels(__m256i acc, const rq *q) {
+  const __m256i a2 = _mm256_sllv_epi32(acc, q->left1);
+  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(a2, q->m), q->nudge);
+  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_shuffle_epi32(a2, 0xF5), q->m_odd), q->nudge_odd);
+  __m256i t = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+  t = _mm256_add_epi32(t, _mm256_and_si256(_mm256_srai_epi32(a2, 31), q->sign_mask));
+  return _mm256_min_epi32(_mm256_max_epi32(_mm256_srav_epi32(t, q->right), q->lo), q->hi);
+}
+
 static inline __m256i rq_apply(__m256i acc, const rq *q) {
   const __m256i a2 = q->left ? _mm256_sllv_epi32(acc, q->left1) : _mm256_add_epi32(acc, acc);
   const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(a2, q->m), q->nudge);
@@ -67,8 +91,9 @@ static inline __m256i rq_apply(__m256i acc, const rq *q) {
   return _mm256_min_epi32(_mm256_max_epi32(_mm256_srav_epi32(t, q->right), q->lo), q->hi);
 }
 
-static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
-                             const mnq_work *w, const int s) {
+static inline __attribute__((always_inline)) void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out,
+                                                            int batch, const mnq_work *w, const int s,
+                                                            const int per_channel) {
   const mnq_layer_desc *d = &L->d;
   const int C = d->out_c, nb = mnq_dw3x3_blocks(d, B), nt = mnq_dw3x3_entries(d), e2 = 2 / s;
   const size_t row_vecs = mnq_dw3x3_row_bytes(d, B) / sizeof(__m256i);
@@ -100,7 +125,8 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
       if (!live[ky]) rows[ky] = rows[any];
     uint8_t *o = out + r * d->out_w * C;
     for (int cb = 0; cb < nb; cb++) {
-      const __m256i *pk = (const __m256i *)L->packed + cb * 7;
+      const __m256i *pk = (const __m256i *)L->packed + cb * (per_channel ? 13 : 7);
+      const rq qch = per_channel ? rq_channels(&q, (const int32_t *)(pk + 7)) : q;
       const __m256i z = _mm256_setzero_si256();
       const __m256i w01a = live[0] ? pk[0] : z, w01b = live[1] ? pk[1] : z, w01c = live[2] ? pk[2] : z;
       const __m256i w2a = live[0] ? pk[3] : z, w2b = live[1] ? pk[4] : z, w2c = live[2] ? pk[5] : z;
@@ -114,7 +140,8 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
         acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(qb[ox + e2], w2b));
         acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(qc[ox], w01c));
         acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(qc[ox + e2], w2c));
-        const __m256i y = rq_apply(_mm256_add_epi32(acc0, acc1), &q);
+        const __m256i sum = _mm256_add_epi32(acc0, acc1);
+        const __m256i y = per_channel ? rq_apply_channels(sum, &qch) : rq_apply(sum, &q);
         /* values are already in [0, 255]: the saturating packs only narrow */
         const __m128i y16 = _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
         const __m128i y8 = _mm_packus_epi16(y16, y16);
@@ -133,10 +160,12 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
 
 void mnq_dwconv3x3s1_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
                               const mnq_work *w) {
-  dwconv3x3(L, in, out, batch, w, 1);
+  if (L->d.channel_multipliers) dwconv3x3(L, in, out, batch, w, 1, 1);
+  else dwconv3x3(L, in, out, batch, w, 1, 0);
 }
 
 void mnq_dwconv3x3s2_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
                               const mnq_work *w) {
-  dwconv3x3(L, in, out, batch, w, 2);
+  if (L->d.channel_multipliers) dwconv3x3(L, in, out, batch, w, 2, 1);
+  else dwconv3x3(L, in, out, batch, w, 2, 0);
 }

@@ -36,8 +36,10 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, const in
       for (int j = 0; j < nb; j++) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(x, wv[j]));
     }
   }
-  for (int i = 0; i < mr; i++)
-    for (int j = 0; j < nb; j++) rq256_store8(o + i * ldo + j * 8, rq256_apply(acc[i][j], q), P->n - (b + j) * 8);
+  for (int j = 0; j < nb; j++) {
+    const rq256 qj = P->rq_lanes ? rq256_channels(q, P->rq_lanes + (b + j) * 32) : *q;
+    for (int i = 0; i < mr; i++) rq256_store8(o + i * ldo + j * 8, rq256_apply(acc[i][j], &qj), P->n - (b + j) * 8);
+  }
 }
 
 #define UK(mr_, nb_) ukernel(mr_, nb_, P, a16 + r * kp, kp, b, out + r * ldo + b * 8, ldo, q)
