@@ -109,6 +109,13 @@ typedef struct {
   int output_size;              /* bytes per image of the last layer's output */
   int num_labels;               /* 0 when the file has none */
   const char *const *labels;    /* NUL-terminated class names */
+  /* The model's own types (version 2 files; 0 for version 1): 0 uint8, 1 int8, 2 float32.
+   * The net always runs uint8 bytes: an int8 value x as x + 128. */
+  int layer_type, input_type, output_type;
+  /* 1 when image pixels p are the net's input bytes under mnq's pixel rule: a uint8 or
+   * int8 input without an edge op (int8: p - 128), a float32 input, or an input
+   * QUANTIZE that only changes the type (same scale, zero points 128 apart). */
+  int input_takes_pixels;
 } mnq_model;
 
 /* Validate and parse a file image (magic, version, size, CRC-32, blob bounds,
