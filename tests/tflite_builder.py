@@ -46,7 +46,8 @@ def random_network(rng, size=(13, 11), channels=(3, 8, 12), depth=2, strides=(2,
 
 def random_int8_network(rng, size=(13, 11), channels=(3, 8, 12), depth=2, strides=(2, 1),
                         paddings=("SAME", "VALID"), acts=("RELU6", "RELU", "NONE"), classes=10, kernel=3,
-                        log2_scales=(-9, -5), input_edge=None, output_edge=None):
+                        log2_scales=(-9, -5), input_edge=None, output_edge=None, input_quant=(1 / 128, 0),
+                        input_edge_quant=None):
     """The same chain as TFLite's int8 spec has it: int8 activations with zero points,
     symmetric int8 weights with one scale per output channel, drawn as 2^u with u
     uniform in log2_scales; softmax output 1/256, -128; optional QUANTIZE/DEQUANTIZE edges."""
@@ -59,7 +60,8 @@ def random_int8_network(rng, size=(13, 11), channels=(3, 8, 12), depth=2, stride
         if "out_quant" in op:
             op["out_quant"] = (op["out_quant"][0], op["out_quant"][1] - 128)
     spec["ops"][-1]["out_quant"] = (1 / 256, -128)
-    return dict(spec, input_quant=(1 / 128, 0), dtype="int8", input_edge=input_edge, output_edge=output_edge)
+    return dict(spec, input_quant=input_quant, dtype="int8", input_edge=input_edge, output_edge=output_edge,
+                input_edge_quant=input_edge_quant)
 
 
 def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1, shapes=None):
@@ -88,7 +90,8 @@ def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1, shape
     edge_in = spec.get("input_edge")
     if edge_in:  # the model input, then QUANTIZE to the network's type
         scale, zp = spec["input_quant"]
-        outer_quant = None if edge_in == "float32" else (scale, zp + 128 if edge_in == "uint8" else zp)
+        outer_quant = None if edge_in == "float32" else \
+            spec.get("input_edge_quant") or (scale, zp + 128 if edge_in == "uint8" else zp)
         add_tensor("input", (1, h, w, c), TYPES[edge_in], outer_quant)
         cur = add_tensor("input_quantized", (1, h, w, c), act_type, spec["input_quant"])
         operators.append(("quantize", [0], cur, None))

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "../internal.h"
+#include "rq_lanes.h"
 
 static inline int mnq_dw3x3_blocks(const mnq_layer_desc *d, int B) { return (d->out_c + B - 1) / B; }
 static inline int mnq_dw3x3_entries(const mnq_layer_desc *d) { return d->out_w + 2 / d->stride_w; }
@@ -42,55 +43,39 @@ static inline int mnq_dw3x3_fits(const mnq_layer_desc *d) {
  * every a < 0 clamps to act_min either way. Then y = t >> r, clamped.
  * Exact only if 2 * (acc << left) and t fit int32: mnq_dw3x3_rq_fits bounds
  * |acc| by the weights and bias at plan time. */
-static inline int64_t mnq_dw3x3_acc_bound(const mnq_layer_desc *d, int c) {
-  const int C = d->out_c;
-  int64_t b = d->bias ? llabs((long long)d->bias[c]) : 0;
-  for (int t = 0; t < 9; t++) b += 255 * (int64_t)abs(d->weights[t * C + c] - d->w_zp);
-  return b;
-}
-
-static inline int mnq_dw3x3_shift_fits(int64_t bound, int shift) {
-  const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-  if (left >= 30 || (bound << (left + 1)) >= ((int64_t)1 << 31)) return 0;
-  return right == 0 || bound + 2 + ((int64_t)256 << right) < ((int64_t)1 << 31);
-}
-
-static inline int mnq_dw3x3_channel_shift(const mnq_layer_desc *d, int c) {
-  return d->channel_shifts ? d->channel_shifts[c] : d->shift;
-}
-
-/* Every channel's accumulator bound fits its own shift (per-channel layers: each
- * channel has one). */
 static inline int mnq_dw3x3_rq_fits(const mnq_layer_desc *d) {
-  for (int c = 0; c < d->out_c; c++)
-    if (!mnq_dw3x3_shift_fits(mnq_dw3x3_acc_bound(d, c), mnq_dw3x3_channel_shift(d, c))) return 0;
-  return 1;
+  const int C = d->out_c, left = d->shift > 0 ? d->shift : 0, right = d->shift > 0 ? 0 : -d->shift;
+  int64_t bmax = 0;
+  for (int c = 0; c < C; c++) {
+    int64_t b = d->bias ? llabs((long long)d->bias[c]) : 0;
+    for (int t = 0; t < 9; t++) b += 255 * (int64_t)abs(d->weights[t * C + c] - d->w_zp);
+    if (b > bmax) bmax = b;
+  }
+  if (left >= 30 || (bmax << (left + 1)) >= ((int64_t)1 << 31)) return 0;
+  return right == 0 || bmax + 2 + ((int64_t)256 << right) < ((int64_t)1 << 31);
 }
 
 /* 2 * (2^30 + h * 2^31 + zp * 2^(31 + r)), h = 2^(r-1) the rounding half */
-static inline int64_t mnq_dw3x3_rq_nudge_for(const mnq_layer_desc *d, int shift) {
-  const int right = shift > 0 ? 0 : -shift;
+static inline int64_t mnq_dw3x3_rq_nudge(const mnq_layer_desc *d) {
+  const int right = d->shift > 0 ? 0 : -d->shift;
   return ((int64_t)1 << 31) + (right ? ((int64_t)1 << (31 + right)) : 0) + ((int64_t)d->out_zp << (32 + right));
 }
-static inline int64_t mnq_dw3x3_rq_nudge(const mnq_layer_desc *d) { return mnq_dw3x3_rq_nudge_for(d, d->shift); }
 
-static inline int mnq_dw3x3_rq_sign_fix_for(const mnq_layer_desc *d, int shift) {
-  return shift < 0 && d->act_min < d->out_zp;
-}
-static inline int mnq_dw3x3_rq_sign_fix(const mnq_layer_desc *d) { return mnq_dw3x3_rq_sign_fix_for(d, d->shift); }
+static inline int mnq_dw3x3_rq_sign_fix(const mnq_layer_desc *d) { return d->shift < 0 && d->act_min < d->out_zp; }
 
-/* Per-channel layers append to each block B lanes each of: int32 multiplier,
- * int64 nudge of the even channels (B/2), of the odd channels (B/2), int32 right
- * shift, left shift + 1, sign-fix mask (-1 where the channel needs it). */
+/* Per-channel layers (AVX2, B = 8) append to each block its rq_lanes.h block and
+ * requantize with the general rq256_apply, exact for every int32 accumulator, so
+ * they need no mnq_dw3x3_rq_fits (real int8 files have channels whose huge bias
+ * would fail it). */
 static inline size_t mnq_dw3x3_channel_bytes(const mnq_layer_desc *d, int B) {
-  return d->channel_multipliers ? (size_t)24 * B : 0;
+  return d->channel_multipliers ? (size_t)4 * MNQ_RQ_LANES_PER_BLOCK * (B / 8) : 0;
 }
 
 /* Pack weights and size the scratch; -1 on out of memory, 1 if the
  * requantization would not be exact (then another kernel takes the layer). */
 static inline int mnq_dw3x3_prepare(mnq_layer *L, int B) {
   const mnq_layer_desc *d = &L->d;
-  if (!mnq_dw3x3_rq_fits(d)) return 1;
+  if (!d->channel_multipliers && !mnq_dw3x3_rq_fits(d)) return 1;
   const int C = d->out_c, nb = mnq_dw3x3_blocks(d, B);
   const size_t stride = mnq_dw3x3_block_bytes(B) + mnq_dw3x3_channel_bytes(d, B);
   const size_t bytes = (size_t)nb * stride;
@@ -101,7 +86,6 @@ static inline int mnq_dw3x3_prepare(mnq_layer *L, int B) {
     int16_t *w01 = (int16_t *)(p + b * stride);
     int16_t *w2 = w01 + 3 * 2 * B;
     int32_t *bias = (int32_t *)(w2 + 3 * 2 * B);
-    int32_t *lanes = bias + B; /* per-channel requantization, if any */
     for (int j = 0; j < B && b * B + j < C; j++) {
       const int c = b * B + j;
       for (int ky = 0; ky < 3; ky++) {
@@ -111,14 +95,10 @@ static inline int mnq_dw3x3_prepare(mnq_layer *L, int B) {
         w2[ky * 2 * B + 2 * j] = (int16_t)(k[2 * C] - d->w_zp);
       }
       bias[j] = d->bias ? d->bias[c] : 0;
-      if (d->channel_multipliers) {
-        const int shift = d->channel_shifts[c];
-        lanes[j] = d->channel_multipliers[c];
-        ((int64_t *)(lanes + B))[(j % 2) * (B / 2) + j / 2] = mnq_dw3x3_rq_nudge_for(d, shift);
-        lanes[3 * B + j] = shift > 0 ? 0 : -shift;
-        lanes[4 * B + j] = (shift > 0 ? shift : 0) + 1;
-        lanes[5 * B + j] = mnq_dw3x3_rq_sign_fix_for(d, shift) ? -1 : 0;
-      }
+    }
+    if (d->channel_multipliers) {
+      const int n = C - b * B < B ? C - b * B : B;
+      mnq_rq_lanes_fill((int32_t *)(bias + B), d->channel_multipliers + b * B, d->channel_shifts + b * B, n, B);
     }
   }
   L->packed = p;

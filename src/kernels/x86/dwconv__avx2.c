@@ -7,6 +7,7 @@
 
 #include "../internal.h"
 #include "dwconv3x3_pack.h"
+#include "requant_avx2.h"
 
 enum { B = 8 };
 
@@ -42,7 +43,6 @@ static void widen_row(const mnq_layer_desc *d, const uint8_t *x, __m256i *q) {
 /* mnq_requantize in ~11 ops (see mnq_dw3x3_rq_fits); clamped int32 lanes */
 typedef struct {
   __m256i m, nudge, right, left1, lo, hi;
-  __m256i m_odd, nudge_odd, sign_mask; /* per-channel layers only */
   int left, sign_fix;
 } rq;
 
@@ -57,29 +57,6 @@ static inline rq rq_init(const mnq_layer_desc *d) {
   q.hi = _mm256_set1_epi32(d->act_max);
   q.sign_fix = mnq_dw3x3_rq_sign_fix(d);
   return q;
-}
-
-/* Per-channel layers: the block's own multipliers and shifts (dwconv3x3_pack.h). */
-static inline rq rq_channels(const rq *base, const int32_t *lanes) {
-  rq q = *base;
-  q.m = _mm256_load_si256((const __m256i *)lanes);
-  q.m_odd = _mm256_srli_epi64(q.m, 32);
-  q.nudge = _mm256_load_si256((const __m256i *)(lanes + B));
-  q.nudge_odd = _mm256_load_si256((const __m256i *)(lanes + 2 * B));
-  q.right = _mm256_load_si256((const __m256i *)(lanes + 3 * B));
-  q.left1 = _mm256_load_si256((const __m256i *)(lanes + 4 * B));
-  q.sign_mask = _mm256_load_si256((const __m256i *)(lanes + 5 * B));
-  return q;
-}
-
-/* Per-channel version of rq_apply: every lane its own shifts, multiplier and nudge. */
-static inline __m256i rq_apply_channels(__m256i acc, const rq *q) {
-  const __m256i a2 = _mm256_sllv_epi32(acc, q->left1);
-  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(a2, q->m), q->nudge);
-  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_shuffle_epi32(a2, 0xF5), q->m_odd), q->nudge_odd);
-  __m256i t = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
-  t = _mm256_add_epi32(t, _mm256_and_si256(_mm256_srai_epi32(a2, 31), q->sign_mask));
-  return _mm256_min_epi32(_mm256_max_epi32(_mm256_srav_epi32(t, q->right), q->lo), q->hi);
 }
 
 static inline __m256i rq_apply(__m256i acc, const rq *q) {
@@ -100,6 +77,7 @@ static inline __attribute__((always_inline)) void dwconv3x3(const mnq_layer *L, 
   __m256i *ring = (__m256i *)(((uintptr_t)w->scratch + 63) & ~(uintptr_t)63);
   long held[3] = {-1, -1, -1}; /* which (image, input row) each ring slot holds */
   const rq q = rq_init(d);
+  const rq256 q_base = rq256_init(d); /* per-channel layers: zero point and clamp */
   long r0, r1;
   mnq_partition((long)batch * d->out_h, w, &r0, &r1);
   for (long r = r0; r < r1; r++) {
@@ -125,8 +103,8 @@ static inline __attribute__((always_inline)) void dwconv3x3(const mnq_layer *L, 
       if (!live[ky]) rows[ky] = rows[any];
     uint8_t *o = out + r * d->out_w * C;
     for (int cb = 0; cb < nb; cb++) {
-      const __m256i *pk = (const __m256i *)L->packed + cb * (per_channel ? 13 : 7);
-      const rq qch = per_channel ? rq_channels(&q, (const int32_t *)(pk + 7)) : q;
+      const __m256i *pk = (const __m256i *)L->packed + cb * (per_channel ? 11 : 7);
+      const rq256 q_channels = per_channel ? rq256_channels(&q_base, (const int32_t *)(pk + 7)) : q_base;
       const __m256i z = _mm256_setzero_si256();
       const __m256i w01a = live[0] ? pk[0] : z, w01b = live[1] ? pk[1] : z, w01c = live[2] ? pk[2] : z;
       const __m256i w2a = live[0] ? pk[3] : z, w2b = live[1] ? pk[4] : z, w2c = live[2] ? pk[5] : z;
@@ -141,7 +119,7 @@ static inline __attribute__((always_inline)) void dwconv3x3(const mnq_layer *L, 
         acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(qc[ox], w01c));
         acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(qc[ox + e2], w2c));
         const __m256i sum = _mm256_add_epi32(acc0, acc1);
-        const __m256i y = per_channel ? rq_apply_channels(sum, &qch) : rq_apply(sum, &q);
+        const __m256i y = per_channel ? rq256_apply(sum, &q_channels) : rq_apply(sum, &q);
         /* values are already in [0, 255]: the saturating packs only narrow */
         const __m128i y16 = _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
         const __m128i y8 = _mm_packus_epi16(y16, y16);

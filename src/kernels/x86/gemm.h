@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "../internal.h"
+#include "rq_lanes.h"
 
 typedef struct {
   int k;            /* GEMM depth: bytes of one activation row that count */
@@ -21,24 +22,9 @@ typedef struct {
   int32_t zw_corr;  /* 128 - w_zp: weight offset folded onto the row sums */
   int32_t *bias;    /* np entries, bias_folded padded with zeros */
   int8_t *w;        /* 64-byte aligned */
-  /* Per-channel layers (AVX2 packing only): per block of 8 output channels, 32 int32
-   * lanes: multiplier, left shift, right shift, rounding mask 2^right - 1 (the
-   * operands of rq256_apply). NULL for per-tensor layers. */
+  /* Per-channel layers (AVX2 packing only): np/8 blocks of rq_lanes.h. NULL per tensor. */
   int32_t *rq_lanes;
 } mnq_gemm_packed;
-
-/* Fill the rq_lanes blocks of np channels (tail channels get multiplier 0). */
-static inline void mnq_rq_lanes_fill(int32_t *lanes, const int32_t *multipliers, const int32_t *shifts, int n,
-                                     int np) {
-  for (int j = 0; j < np; j++) {
-    const int32_t shift = j < n ? shifts[j] : 0, right = shift > 0 ? 0 : -shift;
-    int32_t *block = lanes + (j / 8) * 32 + j % 8;
-    block[0] = j < n ? multipliers[j] : 0;
-    block[8] = shift > 0 ? shift : 0;
-    block[16] = right;
-    block[24] = (int32_t)(((int64_t)1 << right) - 1);
-  }
-}
 
 /* Weights [n][k] uint8 (row-major, k contiguous) -> packed; NULL when out of memory. */
 static inline mnq_gemm_packed *mnq_gemm_pack(const uint8_t *weights, const int32_t *bias_folded, int n, int k,
