@@ -305,3 +305,54 @@ def test_mnq_run_refuses_a_rescaling_input_edge(tmp_path):
     image.write_bytes(bytes(7 * 7 * 3))
     r = subprocess.run([str(cli), str(model_file), str(image)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "rescales its input" in r.stderr
+
+
+# ---- kernel level: per-channel requantization and int8 average pooling vs the scalar oracle ----
+from harness import layer_desc as kernel_desc  # noqa: E402
+from harness import run_layer  # noqa: E402
+
+FAST = [isa for isa in ISAS if isa != "scalar"]
+
+
+def per_channel_multipliers(rng, n):
+    """Real multipliers 2^-30 .. 2^3: right shifts up to 30 and left shifts, exact ties likely."""
+    return [float(2.0 ** rng.uniform(-30, 3)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("isa", FAST)
+@pytest.mark.parametrize("op,k,stride,n", [("pointwise", 1, 1, 37), ("pointwise", 1, 1, 8), ("conv", 3, 2, 19),
+                                           ("depthwise", 3, 1, 45), ("depthwise", 3, 2, 16)])
+def test_per_channel_kernels_match_the_oracle(isa, op, k, stride, n):
+    rng = np.random.default_rng(n * 7 + k)
+    cin = n if op == "depthwise" else 13
+    hw = 9
+    out_hw = (hw + stride - 1) // stride
+    bias = rng.integers(-20000, 20000, n).astype(np.int32)
+    bias[0] = 1 << 29  # a huge bias, as dead channels of real int8 files have
+    d = kernel_desc(op, (hw, hw, cin), (out_hw, out_hw, n), k=(k, k), stride=(stride, stride),
+                    pad=((k - 1) // 2 if stride == 1 else 0, (k - 1) // 2 if stride == 1 else 0),
+                    in_zp=int(rng.integers(0, 256)), w_zp=128, out_zp=int(rng.integers(0, 256)), rng=rng, bias=bias,
+                    act=(int(rng.integers(0, 60)), int(rng.integers(200, 256))),
+                    real_multipliers=per_channel_multipliers(rng, n))
+    x = rng.integers(0, 256, (3, hw, hw, cin), dtype=np.uint8)
+    want, _ = run_layer(d, x, "scalar")
+    for threads in (1, 2):
+        got, name = run_layer(d, x, isa, threads)
+        assert not name.endswith("__scalar") or op == "conv" and isa != "avx2", name
+        assert np.array_equal(got, want), f"{name}: {int((got != want).sum())} bytes differ"
+
+
+@pytest.mark.parametrize("isa", FAST)
+def test_int8_average_pool_rounding_matches_the_oracle(isa):
+    rng = np.random.default_rng(0)
+    for window in ((2, 2), (4, 4), (3, 3), (5, 5)):
+        d = kernel_desc("avgpool", (window[0], window[1], 24), (1, 1, 24), k=window, pool_center=128)
+        x = rng.integers(0, 256, (50, window[0], window[1], 24), dtype=np.uint8)
+        want, _ = run_layer(d, x, "scalar")
+        got, _ = run_layer(d, x, isa, 2)
+        np.testing.assert_array_equal(got, want)
+        # the int8 rule: mean of (x - 128) rounded half away from zero
+        s = x.astype(np.int64).reshape(50, -1, 24).sum(1) - 128 * window[0] * window[1]
+        count = window[0] * window[1]
+        expected = np.sign(s) * ((np.abs(s) + count // 2) // count) + 128
+        np.testing.assert_array_equal(want.reshape(50, 24), expected)
