@@ -356,3 +356,36 @@ def test_int8_average_pool_rounding_matches_the_oracle(isa):
         count = window[0] * window[1]
         expected = np.sign(s) * ((np.abs(s) + count // 2) // count) + 128
         np.testing.assert_array_equal(want.reshape(50, 24), expected)
+
+
+def test_classify_and_eval_on_the_int8_variants(tmp_path):
+    """`mnq classify` prints the same classes and probabilities for the int8, uint8-I/O and
+    float-I/O files; `mnq eval` ranks int8 and float outputs and matches the reference."""
+    import csv
+    import json
+    import os
+    import sys
+
+    files = sorted(p for p in IMAGES.iterdir() if p.suffix.lower() == ".jpeg")[:6]
+    labels = tmp_path / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "label"])
+        for p in files:
+            writer.writerow([p.name, 1])
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    printed = []
+    for kind, path in SMALL.items():
+        r = subprocess.run([sys.executable, "-m", "mnq", "classify", "--top-k", "3", "--model", str(path),
+                            *map(str, files[:2])], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        printed.append(r.stdout.replace(str(path), ""))
+        r = subprocess.run([sys.executable, "-m", "mnq", "eval", "--labels", str(labels), "--model", str(path),
+                            "--format", "json", "--no-progress", str(IMAGES)], capture_output=True, text=True,
+                           env=env, timeout=600)
+        assert r.returncode == 0, r.stderr
+        report = json.loads(r.stdout)
+        assert report["images"] == 6 and report["reference"]["identical_outputs"] == 1.0, r.stdout
+        assert report["top1"] == report["reference"]["top1"]
+    assert printed[0] == printed[1] == printed[2], printed
+    assert "0.000" not in printed[0].splitlines()[1]

@@ -22,7 +22,7 @@ class LabelsError(ValueError):
 
 def ranked(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k best classes of each row of [N, classes], ties by class index."""
-    return np.argsort(-scores.astype(np.int32), axis=-1, kind="stable")[..., :k]
+    return np.argsort(-scores.astype(np.float64), axis=-1, kind="stable")[..., :k]  # any output dtype
 
 
 def read_labels(csv_path: str, num_classes: int) -> List[Tuple[str, int]]:

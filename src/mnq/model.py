@@ -166,6 +166,13 @@ class Model:
         batch = self._internal_input(self._check_input(x))
         return self._output(self._execute(batch, keep=())[-1].reshape(len(batch), -1))
 
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Like run(), but the last layer's output in uint8 form, before any output edge
+        (an int8 value + 128): a softmax gives probability x 256 for uint8, int8,
+        uint8-I/O and float-I/O files alike. What classify ranks and prints."""
+        batch = self._internal_input(self._check_input(x))
+        return self._execute(batch, keep=())[-1].reshape(len(batch), -1)
+
     def predict(self, images: np.ndarray) -> np.ndarray:
         """float images in [0,1], [N,H,W,C] -> float32 logits [N, classes]
         (the dequantized input of the final softmax)."""
