@@ -205,12 +205,11 @@ class Model:
         native = self._check_input(x)
         n, graph = len(native), self.graph
         out = []
-        layer_input = native
+        layer_input = self._as_input_dtype(native)
         if graph.input_edge:
-            layer_input = edges.apply(graph.input_edge, self._as_input_dtype(native))
+            layer_input = edges.apply(graph.input_edge, layer_input)
             out.append((graph.input_edge.name, layer_input))
-        batch = np.ascontiguousarray(edges.int8_to_internal(layer_input)) if graph.input_edge \
-            else self._internal_input(native)
+        batch = np.ascontiguousarray(edges.int8_to_internal(layer_input))
         tensors = self._execute(batch, keep=range(1, len(graph.layers) + 1))
         for layer, t in zip(graph.layers, tensors[1:]):
             h, w, c = layer.out_shape
