@@ -389,3 +389,18 @@ def test_classify_and_eval_on_the_int8_variants(tmp_path):
         assert report["top1"] == report["reference"]["top1"]
     assert printed[0] == printed[1] == printed[2], printed
     assert "0.000" not in printed[0].splitlines()[1]
+
+
+def test_avx2_per_channel_requantization_matches_scalar(tmp_path):
+    """rq256_apply with per-lane multipliers and shifts vs mnq_requantize_channel on
+    10 million accumulators (tests/requant_avx2_check.c)."""
+    if "avx2" not in ISAS:
+        pytest.skip("CPU lacks AVX2")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler")
+    exe = tmp_path / "check"
+    subprocess.run([cc, "-O2", "-mavx2", "-mfma", f"-I{ROOT / 'src' / 'kernels'}",
+                    str(ROOT / "tests" / "requant_avx2_check.c"), "-o", str(exe)], check=True)
+    result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.startswith("ok "), result.stdout
