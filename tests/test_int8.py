@@ -404,3 +404,24 @@ def test_avx2_per_channel_requantization_matches_scalar(tmp_path):
                     str(ROOT / "tests" / "requant_avx2_check.c"), "-o", str(exe)], check=True)
     result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.startswith("ok "), result.stdout
+
+
+def test_version_1_files_still_read(tmp_path):
+    """A uint8 model's version 2 file has every version 2 field zero; relabelled as
+    version 1 it is a version 1 file, which the Python and C readers both take."""
+    import zlib
+
+    uint8_model = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
+    data = bytearray(encode(read_graph(uint8_model)))
+    assert data[72:92] == bytes(20)  # layer/input/output types, edge quantization
+    data[8:12] = (1).to_bytes(4, "little")
+    data[32:36] = bytes(4)
+    data[32:36] = zlib.crc32(bytes(data)).to_bytes(4, "little")
+    v1 = tmp_path / "v1.mnq"
+    v1.write_bytes(bytes(data))
+    model = mnq.load(v1)
+    pixels = imagenet_pixels(2, model.input_shape)
+    expected = mnq.load(uint8_model).run(pixels)
+    np.testing.assert_array_equal(model.run(pixels), expected)
+    got, _ = mnq_run_outputs(make(), v1, pixels, tmp_path)
+    np.testing.assert_array_equal(got, expected)
