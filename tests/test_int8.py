@@ -425,3 +425,23 @@ def test_version_1_files_still_read(tmp_path):
     np.testing.assert_array_equal(model.run(pixels), expected)
     got, _ = mnq_run_outputs(make(), v1, pixels, tmp_path)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_c_reader_rejects_a_damaged_per_channel_block(tmp_path):
+    import zlib
+
+    from mnq.mnq_format import HEADER_DTYPE, LAYER_DTYPE
+
+    data = bytearray(encode(read_graph(SMALL["int8"])))
+    at = HEADER_DTYPE.itemsize + LAYER_DTYPE.fields["channels_len"][1]  # layer 0's blob length
+    data[at:at + 8] = (int.from_bytes(data[at:at + 8], "little") - 4).to_bytes(8, "little")
+    data[32:36] = bytes(4)
+    data[32:36] = zlib.crc32(bytes(data)).to_bytes(4, "little")
+    bad = tmp_path / "bad.mnq"
+    bad.write_bytes(bytes(data))
+    image = tmp_path / "x.raw"
+    image.write_bytes(bytes(128 * 128 * 3))
+    r = subprocess.run([str(make()), str(bad), str(image)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "per-channel block" in r.stderr, r.stderr
+    with pytest.raises(mnq.ModelFormatError, match="per-channel block"):
+        decode(bytes(data))
