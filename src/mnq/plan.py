@@ -112,6 +112,11 @@ def check_layer(layer: Layer):
         if layer.weight_quant is None or layer.weights is None:
             raise UnsupportedModelError(f"{what}: no weights")
         check_quant(layer.weight_quant, what + " weights")
+        scales = layer.channel_scales
+        if scales is not None and not (len(scales) == layer.out_shape[2] and np.isfinite(scales).all()
+                                       and (scales >= MIN_SCALE).all() and (scales <= 1e30).all()):
+            raise UnsupportedModelError(f"{what}: per-channel weight scales are not {layer.out_shape[2]} usable "
+                                        "positive numbers")
     if layer.op == "softmax" and not (math.isfinite(layer.beta) and 0 < layer.beta <= 1e6):
         raise UnsupportedModelError(f"{what}: beta {layer.beta!r}")
 
