@@ -1,12 +1,15 @@
-"""Write small uint8 .tflite files for tests: synthetic MobileNet-family members
-and deliberately unsupported variants, built with the flatbuffers schema API."""
+"""Write small uint8 and int8 .tflite files for tests: synthetic MobileNet-family
+members and deliberately unsupported variants, built with the flatbuffers schema API."""
 import flatbuffers
 import numpy as np
 import tflite
 
 CODES = {"conv": tflite.BuiltinOperator.CONV_2D, "depthwise": tflite.BuiltinOperator.DEPTHWISE_CONV_2D,
          "avgpool": tflite.BuiltinOperator.AVERAGE_POOL_2D, "softmax": tflite.BuiltinOperator.SOFTMAX,
-         "reshape": tflite.BuiltinOperator.RESHAPE, "add": tflite.BuiltinOperator.ADD}
+         "reshape": tflite.BuiltinOperator.RESHAPE, "add": tflite.BuiltinOperator.ADD,
+         "quantize": tflite.BuiltinOperator.QUANTIZE, "dequantize": tflite.BuiltinOperator.DEQUANTIZE}
+TYPES = {"uint8": tflite.TensorType.UINT8, "int8": tflite.TensorType.INT8, "float32": tflite.TensorType.FLOAT32,
+         "int16": tflite.TensorType.INT16}
 ACTS = {"NONE": 0, "RELU": 1, "RELU6": 3, "TANH": 4}
 PADS = {"SAME": tflite.Padding.SAME, "VALID": tflite.Padding.VALID}
 
@@ -41,12 +44,40 @@ def random_network(rng, size=(13, 11), channels=(3, 8, 12), depth=2, strides=(2,
     return dict(input=(size[0], size[1], channels[0]), input_quant=(1 / 128, 128), ops=ops)
 
 
+def random_int8_network(rng, size=(13, 11), channels=(3, 8, 12), depth=2, strides=(2, 1),
+                        paddings=("SAME", "VALID"), acts=("RELU6", "RELU", "NONE"), classes=10, kernel=3,
+                        log2_scales=(-9, -5), input_edge=None, output_edge=None, input_quant=(1 / 128, 0),
+                        input_edge_quant=None):
+    """The same chain as TFLite's int8 spec has it: int8 activations with zero points,
+    symmetric int8 weights with one scale per output channel, drawn as 2^u with u
+    uniform in log2_scales; softmax output 1/256, -128; optional QUANTIZE/DEQUANTIZE edges."""
+    spec = random_network(rng, size, channels, depth, strides, paddings, acts, classes, kernel)
+    for op in spec["ops"]:
+        if "w_quant" in op:
+            n = op["out_c"]
+            op["w_quant"] = ([float(2.0 ** rng.uniform(*log2_scales)) for _ in range(n)], [0] * n,
+                             0 if op["op"] == "conv" else 3)
+        if "out_quant" in op:
+            op["out_quant"] = (op["out_quant"][0], op["out_quant"][1] - 128)
+    spec["ops"][-1]["out_quant"] = (1 / 256, -128)
+    return dict(spec, input_quant=input_quant, dtype="int8", input_edge=input_edge, output_edge=output_edge,
+                input_edge_quant=input_edge_quant)
+
+
 def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1, shapes=None):
     """spec: {'input': (H,W,C), 'input_quant': (scale, zp), 'ops': [...]} -> .tflite bytes.
     Each op dict: op, and as needed out_c, k, stride, padding, act, w_quant (a (scale, zp)
-    pair, or lists for per-channel), out_quant, dilation, beta, bias. Weights and biases are random.
+    pair, or lists for per-channel, with the quantized dimension third), out_quant, dilation,
+    beta, bias, out_type. Weights and biases are random.
+    spec 'dtype' "int8": int8 activations and weights (the weights in [-127, 127]); 'input_edge'
+    / 'output_edge' a type ("uint8", "float32") put on the other side of a QUANTIZE or DEQUANTIZE;
+    'weight_type' another filter type (hostile files).
     shapes: {tensor index: shape} written instead of the computed shapes (hostile files)."""
     rng = rng or np.random.default_rng(0)
+    int8 = spec.get("dtype") == "int8"
+    act_type = tflite.TensorType.INT8 if int8 else tflite.TensorType.UINT8
+    if int8 and input_type == tflite.TensorType.UINT8:
+        input_type = tflite.TensorType.INT8
     b = flatbuffers.Builder(1024)
     tensors, buffers, operators = [], [b""], []  # buffer 0 is the empty sentinel
 
@@ -56,7 +87,16 @@ def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1, shape
         return len(tensors) - 1
 
     h, w, c = spec["input"]
-    cur = add_tensor("input", (1, h, w, c), input_type, spec["input_quant"])
+    edge_in = spec.get("input_edge")
+    if edge_in:  # the model input, then QUANTIZE to the network's type
+        scale, zp = spec["input_quant"]
+        outer_quant = None if edge_in == "float32" else \
+            spec.get("input_edge_quant") or (scale, zp + 128 if edge_in == "uint8" else zp)
+        add_tensor("input", (1, h, w, c), TYPES[edge_in], outer_quant)
+        cur = add_tensor("input_quantized", (1, h, w, c), act_type, spec["input_quant"])
+        operators.append(("quantize", [0], cur, None))
+    else:
+        cur = add_tensor("input", (1, h, w, c), input_type, spec["input_quant"])
     cur_quant, shape = spec["input_quant"], (h, w, c)
     for i, op in enumerate(spec["ops"]):
         kind, name = op["op"], f"layer{i}_{op['op']}"
@@ -69,14 +109,20 @@ def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1, shape
             oc = op["out_c"]
             wq = op["w_quant"]
             wshape = (oc, kh, kw, c) if kind == "conv" else (1, kh, kw, oc)
-            wt = rng.integers(0, 256, wshape, dtype=np.uint8)
+            wt = rng.integers(-127, 128, wshape).astype(np.int8) if int8 else \
+                rng.integers(0, 256, wshape, dtype=np.uint8)
+            wtype = act_type
+            if "weight_type" in spec:
+                wtype = TYPES[spec["weight_type"]]
+                wt = wt.astype(np.float32) if spec["weight_type"] == "float32" else wt
             scales = wq[0] if isinstance(wq[0], list) else [wq[0]]
             bias = rng.integers(-3000, 3000, oc, dtype=np.int32)
             if "bias" in op:  # a constant bias, e.g. a hostile one
                 bias = np.full(oc, op["bias"], np.int32)
-            inputs.append(add_tensor(name + "/weights", wshape, tflite.TensorType.UINT8, wq, wt))
-            inputs.append(add_tensor(name + "/bias", (oc,), tflite.TensorType.INT32,
-                                     (cur_quant[0] * scales[0], 0), bias))
+            inputs.append(add_tensor(name + "/weights", wshape, wtype, wq, wt))
+            bias_quant = ([cur_quant[0] * s for s in scales], [0] * len(scales)) if len(scales) > 1 else \
+                (cur_quant[0] * scales[0], 0)
+            inputs.append(add_tensor(name + "/bias", (oc,), tflite.TensorType.INT32, bias_quant, bias))
             shape = (out_size(op["padding"], h, kh, sh, dil), out_size(op["padding"], w, kw, sw, dil), oc)
             options = (kind, op)
         elif kind == "avgpool":
@@ -92,11 +138,16 @@ def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1, shape
             inputs.append(cur)
         elif kind == "softmax":
             options = (kind, op)
-        out_quant = op.get("out_quant", (1 / 256, 0) if kind == "softmax" else cur_quant)
-        out_type = op.get("out_type", tflite.TensorType.UINT8)
+        out_quant = op.get("out_quant", ((1 / 256, -128 if int8 else 0) if kind == "softmax" else cur_quant))
+        out_type = op.get("out_type", act_type)
         cur = add_tensor(name, (1,) + tuple(shape), out_type, out_quant)
         cur_quant = out_quant
         operators.append((kind, inputs, cur, options))
+    edge_out = spec.get("output_edge")
+    if edge_out:  # QUANTIZE to uint8 (1/256, 0) or DEQUANTIZE to float32
+        q = None if edge_out == "float32" else (cur_quant[0], cur_quant[1] + 128)
+        prev, cur = cur, add_tensor("output", (1,) + tuple(shape), TYPES[edge_out], q)
+        operators.append(("dequantize" if edge_out == "float32" else "quantize", [prev], cur, None))
 
     # ---- serialize (children before parents, as flatbuffers requires) ----
     def vec_i32(values, start):
@@ -121,6 +172,8 @@ def build(spec, rng=None, input_type=tflite.TensorType.UINT8, subgraphs=1, shape
         tflite.QuantizationParametersStart(b)
         tflite.QuantizationParametersAddScale(b, sv)
         tflite.QuantizationParametersAddZeroPoint(b, zv)
+        if len(quant) > 2:
+            tflite.QuantizationParametersAddQuantizedDimension(b, quant[2])
         return tflite.QuantizationParametersEnd(b)
 
     tensor_offsets = []

@@ -1,7 +1,10 @@
 /* mnq-run: classify images with a .mnq model, no Python needed.
  *   mnq-run [options] MODEL.mnq IMAGE.ppm|IMAGE.raw...
  * An image is a binary PPM (P6, maxval 255) of the model's exact input size, or
- * (name ending in .raw) exactly H*W*C bytes of HWC uint8 pixels. */
+ * (name ending in .raw) exactly H*W*C bytes of HWC uint8 pixels. Pixels p go to the
+ * net as they are: for an int8 model that is the int8 input p - 128 (mnq's pixel
+ * rule, docs/format.md), and outputs are printed and written in uint8 form (an
+ * int8 softmax's value + 128, i.e. probability * 256 either way). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +144,12 @@ int main(int argc, char **argv) {
   mnq_model *m = mnq_model_load(argv[argi], err, sizeof(err));
   if (!m) {
     fprintf(stderr, "mnq-run: %s\n", err);
+    return 2;
+  }
+  if (!m->input_takes_pixels) {
+    fprintf(stderr, "mnq-run: %s: the model's input QUANTIZE rescales its input; mnq-run feeds pixels to the "
+            "network directly and supports only edges that change the type\n", argv[argi]);
+    mnq_model_free(m);
     return 2;
   }
   mnq_net *net = mnq_net_create(m->layers, m->num_layers, isa, err, sizeof(err));

@@ -231,7 +231,14 @@ static inline int level_allows(int isa, unsigned needs) {
 
 /* Each op's choice lives in its own function: the fastest kernel the level allows
  * (level_allows with the features it needs) that handles this layer's shape, else the scalar oracle. A kernel that
- * needs packed weights or scratch sets L->packed / L->scratch_bytes here. */
+ * needs packed weights or scratch sets L->packed / L->scratch_bytes here.
+ *
+ * Per-channel requantization (int8 models, channel_multipliers != NULL) is read
+ * by the scalar oracle and the AVX2 kernels only (AVX-512 VNNI, AMX, AVX-VNNI and
+ * NEON kernels requantize per tensor): a per-channel layer takes the best kernel
+ * at or below `isa` among those, i.e. AVX2 on any x86 level from avx2 up, scalar
+ * on ARM. */
+static int per_channel(const mnq_layer *L) { return L->d.channel_multipliers != NULL; }
 
 #ifdef MNQ_X86_KERNELS
 /* What each family of x86 kernels needs (the AMX kernels run the AVX-512 VNNI
@@ -261,6 +268,7 @@ static int select_conv(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
   const int k = d->k_h * d->k_w * d->in_c;
+  if (per_channel(L) && isa > MNQ_ISA_AVX2) isa = MNQ_ISA_AVX2;
 #ifdef MNQ_HAVE_AMX
   if (level_allows(isa, NEEDS_AMX)) {
     if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp,
@@ -281,7 +289,7 @@ static int select_conv(mnq_layer *L, int isa) {
   }
 #endif
 #ifdef MNQ_HAVE_AVXVNNI
-  if (level_allows(isa, NEEDS_AVXVNNI)) {
+  if (level_allows(isa, NEEDS_AVXVNNI) && !per_channel(L)) {
     if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp, 4, 16)))
       return -1;
     L->scratch_bytes = MNQ_AVXVNNI_CONV_SCRATCH(k);
@@ -291,7 +299,8 @@ static int select_conv(mnq_layer *L, int isa) {
 #endif
 #ifdef MNQ_HAVE_AVX2
   if (level_allows(isa, NEEDS_AVX2)) {
-    if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp)))
+    if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, k, d->w_zp,
+                                                             d->channel_multipliers, d->channel_shifts)))
       return -1;
     L->scratch_bytes = MNQ_AVX2_CONV_SCRATCH(k);
     USE(mnq_conv_u8_im2col_6x16c2__avx2);
@@ -305,6 +314,7 @@ static int select_conv(mnq_layer *L, int isa) {
 }
 
 static int select_pointwise(mnq_layer *L, int isa) {
+  if (per_channel(L)) isa = isa > MNQ_ISA_AVX2 ? MNQ_ISA_AVX2 : isa; /* the ARM levels lie above: scalar */
 #ifdef MNQ_HAVE_NEONDOT
   if (isa >= MNQ_ISA_NEONDOT) {
     USE(mnq_pwconv_u8__neondot);
@@ -338,7 +348,7 @@ static int select_pointwise(mnq_layer *L, int isa) {
   }
 #endif
 #ifdef MNQ_HAVE_AVXVNNI
-  if (level_allows(isa, NEEDS_AVXVNNI)) {
+  if (level_allows(isa, NEEDS_AVXVNNI) && !per_channel(L)) {
     if (!(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp, 4, 16))) return -1;
     USE(mnq_pwconv_u8_5x16__avxvnni);
     return 0;
@@ -346,7 +356,9 @@ static int select_pointwise(mnq_layer *L, int isa) {
 #endif
 #ifdef MNQ_HAVE_AVX2
   if (level_allows(isa, NEEDS_AVX2)) {
-    if (!(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp))) return -1;
+    if (!(L->packed = mnq_gemm_pack_i16(d->weights, L->bias_folded, d->out_c, d->in_c, d->w_zp,
+                                        d->channel_multipliers, d->channel_shifts)))
+      return -1;
     L->scratch_bytes = MNQ_AVX2_SCRATCH(d->in_c);
     USE(mnq_pwconv_u8_6x16c2__avx2);
     return 0;
@@ -359,6 +371,7 @@ static int select_pointwise(mnq_layer *L, int isa) {
 }
 
 static int select_depthwise(mnq_layer *L, int isa) {
+  if (per_channel(L)) isa = isa > MNQ_ISA_AVX2 ? MNQ_ISA_AVX2 : isa; /* the ARM levels lie above: scalar */
 #ifdef MNQ_X86_KERNELS
 #ifdef MNQ_HAVE_AVX512VNNI
   if (mnq_dw3x3_fits(&L->d) && level_allows(isa, NEEDS_AVX512VNNI | CPU_AVX512_VBMI)) {

@@ -73,12 +73,30 @@ static inline int32_t mnq_mul_by_multiplier(int32_t x, int32_t multiplier, int s
   return mnq_rdpot(mnq_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
 }
 
-/* Accumulator -> clamped uint8 output of a conv-like layer. */
+/* Accumulator -> clamped uint8 output of a conv-like layer (per-tensor requantization). */
 static inline uint8_t mnq_requantize(int32_t acc, const mnq_layer_desc *d) {
   int32_t y = mnq_mul_by_multiplier(acc, d->multiplier, d->shift) + d->out_zp;
   if (y < d->act_min) y = d->act_min;
   if (y > d->act_max) y = d->act_max;
   return (uint8_t)y;
+}
+
+/* The same for output channel c, with the layer's per-channel multiplier and shift
+ * when it has them (int8 models). */
+static inline uint8_t mnq_requantize_channel(int32_t acc, const mnq_layer_desc *d, int c) {
+  if (!d->channel_multipliers) return mnq_requantize(acc, d);
+  int32_t y = mnq_mul_by_multiplier(acc, d->channel_multipliers[c], d->channel_shifts[c]) + d->out_zp;
+  if (y < d->act_min) y = d->act_min;
+  if (y > d->act_max) y = d->act_max;
+  return (uint8_t)y;
+}
+
+/* Average pool's rounded mean of `count` inputs summing to `sum` (see pool_center, mnq.h):
+ * the mean of (x - center), rounded half away from zero, plus center. */
+static inline int32_t mnq_pool_average(int32_t sum, int32_t count, int32_t center) {
+  if (count <= 0) return 0;
+  const int32_t s = sum - center * count;
+  return (s >= 0 ? (s + count / 2) / count : -((-s + count / 2) / count)) + center;
 }
 
 /* ---- uint8 softmax building blocks (gemmlowp fixed point, ref/pool_softmax_scalar.c) ---- */

@@ -33,7 +33,9 @@ enum mnq_isa {
 };
 
 /* One layer, all quantization already resolved (see docs: "Exact arithmetic").
- * Tensors are NHWC uint8; the batch size is given at run time. */
+ * Tensors are NHWC uint8; the batch size is given at run time. An int8 layer runs
+ * as uint8: every int8 value x and zero point z become x + 128 and z + 128
+ * (docs/exactness.md, "int8 models"). */
 typedef struct {
   int op;
   int in_h, in_w, in_c;
@@ -49,6 +51,10 @@ typedef struct {
   const uint8_t *weights;       /* conv/pointwise [out_c][k_h][k_w][in_c]; depthwise [k_h][k_w][c] */
   const int32_t *bias;          /* [out_c], may be NULL */
   int32_t softmax_multiplier, softmax_left_shift, softmax_diff_min;
+  /* Average pool: the mean of (x - pool_center) is rounded half away from zero, then
+   * pool_center is added back. 0 for uint8 layers (TFLite's uint8 rule, sums are never
+   * negative); 128 for int8 layers run as uint8 (x = int8 value + 128, TFLite's int8 rule). */
+  int32_t pool_center;
 } mnq_layer_desc;
 
 typedef struct mnq_net mnq_net;
@@ -129,6 +135,13 @@ typedef struct {
   int output_size;              /* bytes per image of the last layer's output */
   int num_labels;               /* 0 when the file has none */
   const char *const *labels;    /* NUL-terminated class names */
+  /* The model's own types (version 2 files; 0 for version 1): 0 uint8, 1 int8, 2 float32.
+   * The net always runs uint8 bytes: an int8 value x as x + 128. */
+  int layer_type, input_type, output_type;
+  /* 1 when image pixels p are the net's input bytes under mnq's pixel rule: a uint8 or
+   * int8 input without an edge op (int8: p - 128), a float32 input, or an input
+   * QUANTIZE that only changes the type (same scale, zero points 128 apart). */
+  int input_takes_pixels;
 } mnq_model;
 
 /* Validate and parse a file image (magic, version, size, CRC-32, blob bounds,

@@ -14,7 +14,8 @@
 #error ".mnq files are little-endian; this reader reads fields in host order"
 #endif
 
-enum { HEADER_SIZE = 96, LAYER_SIZE = 192, VERSION = 1, CRC_AT = 32 };
+enum { HEADER_SIZE = 96, LAYER_SIZE = 192, VERSION = 2, CRC_AT = 32 };
+enum { LAYER_INT8 = 1, LAYER_PER_CHANNEL = 2, TYPE_UINT8 = 0, TYPE_INT8 = 1, TYPE_FLOAT32 = 2 };
 
 struct model_owner {     /* what mnq_model_free releases */
   mnq_model model;
@@ -79,6 +80,13 @@ static int parse_layers(struct model_owner *o, const uint8_t *data, uint64_t siz
                            &d->softmax_multiplier, &d->softmax_left_shift, &d->softmax_diff_min};
     for (int k = 0; k < 9; k++) *resolved[k] = i32(r + 84 + 4 * k);
     const uint64_t w_off = u64(r + 136), w_len = u64(r + 144), b_off = u64(r + 152), b_len = u64(r + 160);
+    /* version 2 (zero in version 1): per-channel block, flags, average-pool rounding centre */
+    const uint64_t c_off = u64(r + 168), c_len = u64(r + 176);
+    const uint32_t flags = u32(r + 184);
+    d->pool_center = i32(r + 188);
+    if (flags & ~(uint32_t)(LAYER_INT8 | LAYER_PER_CHANNEL)) return fail(err, n, "layer %d: unknown flags %u", i, flags);
+    if ((flags & LAYER_INT8) != (m->layer_type == TYPE_INT8))
+      return fail(err, n, "layer %d: its type differs from the model's", i);
     const int has_weights = d->op == MNQ_OP_CONV || d->op == MNQ_OP_DEPTHWISE || d->op == MNQ_OP_POINTWISE;
     if (d->op < MNQ_OP_CONV || d->op > MNQ_OP_COPY) return fail(err, n, "layer %d: unknown op %d", i, d->op);
     if (has_weights) {
@@ -95,6 +103,14 @@ static int parse_layers(struct model_owner *o, const uint8_t *data, uint64_t siz
         if ((uintptr_t)(data + b_off) % 4) return fail(err, n, "layer %d: bias is not 4-byte aligned", i);
         d->bias = (const int32_t *)(data + b_off);
       }
+      if (flags & LAYER_PER_CHANNEL) { /* float32 scales, int32 multipliers, int32 shifts; out_c each */
+        if (!blob_ok(c_off, c_len, table_end, size) || c_len != 12 * (uint64_t)d->out_c || (uintptr_t)(data + c_off) % 4)
+          return fail(err, n, "layer %d: per-channel block is outside the file, misaligned or the wrong size", i);
+        d->channel_multipliers = (const int32_t *)(data + c_off) + d->out_c;
+        d->channel_shifts = (const int32_t *)(data + c_off) + 2 * (size_t)d->out_c;
+      }
+    } else if (flags & LAYER_PER_CHANNEL) {
+      return fail(err, n, "layer %d: per-channel requantization on a layer without weights", i);
     }
   }
   return 0;
@@ -133,8 +149,8 @@ mnq_model *mnq_model_parse(const void *bytes, size_t size, char *err, size_t n) 
     fail(err, n, "not an .mnq model file (bad magic)");
     return NULL;
   }
-  if (u32(data + 8) != VERSION) {
-    fail(err, n, ".mnq version %u, this reader reads version %d", u32(data + 8), VERSION);
+  if (u32(data + 8) != 1 && u32(data + 8) != VERSION) {
+    fail(err, n, ".mnq version %u, this reader reads versions 1 and %d", u32(data + 8), VERSION);
     return NULL;
   }
   if (u64(data + 24) != size) {
@@ -168,6 +184,21 @@ mnq_model *mnq_model_parse(const void *bytes, size_t size, char *err, size_t n) 
   m->input_c = (int)u32(data + 44);
   memcpy(&m->input_scale, data + 48, 4);
   m->input_zp = i32(data + 52);
+  m->layer_type = data[72];
+  m->input_type = data[73];
+  m->output_type = data[74];
+  if (m->layer_type > TYPE_INT8 || m->input_type > TYPE_FLOAT32 || m->output_type > TYPE_FLOAT32) {
+    fail(err, n, "unknown layer, input or output type code");
+    mnq_model_free(m);
+    return NULL;
+  }
+  {
+    float edge_scale;
+    memcpy(&edge_scale, data + 76, 4);
+    const int32_t edge_zp_u8 = i32(data + 80) + (m->input_type == TYPE_INT8 ? 128 : 0);
+    m->input_takes_pixels = m->input_type == m->layer_type || m->input_type == TYPE_FLOAT32 ||
+                            (edge_scale == m->input_scale && edge_zp_u8 == m->input_zp);
+  }
   if (parse_layers(o, data, size, err, n) || parse_labels(o, data, size, err, n)) {
     mnq_model_free(m);
     return NULL;

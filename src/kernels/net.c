@@ -69,10 +69,17 @@ static int validate(const mnq_layer_desc *d, int i, char *err, size_t n) {
         if (!d->weights) return fail(err, n, "layer %d: %s", i, "missing weights");
         if (d->multiplier < 0 || d->shift > 31 || d->shift < -31)
           return fail(err, n, "layer %d: %s", i, "requantization multiplier out of range");
+        if (!d->channel_multipliers != !d->channel_shifts)
+          return fail(err, n, "layer %d: %s", i, "per-channel multipliers without shifts (or the reverse)");
+        for (int c = 0; d->channel_multipliers && c < d->out_c; c++)
+          if (d->channel_multipliers[c] < 0 || d->channel_shifts[c] > 31 || d->channel_shifts[c] < -31)
+            return fail(err, n, "layer %d: %s", i, "per-channel requantization multiplier out of range");
         if (d->in_zp < 0 || d->in_zp > 255 || d->w_zp < 0 || d->w_zp > 255 || d->out_zp < 0 || d->out_zp > 255)
           return fail(err, n, "layer %d: %s", i, "zero point outside [0, 255]");
       } else if (d->in_c != d->out_c) {
         return fail(err, n, "layer %d: %s", i, "average pool changes the channel count");
+      } else if (d->pool_center != 0 && d->pool_center != 128) {
+        return fail(err, n, "layer %d: %s", i, "average pool rounding centre is neither 0 (uint8) nor 128 (int8)");
       }
       if (d->op == MNQ_OP_DEPTHWISE && d->in_c != d->out_c)
         return fail(err, n, "layer %d: %s", i, "depthwise with depth multiplier other than 1");

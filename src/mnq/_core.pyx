@@ -12,10 +12,14 @@ cdef extern from "mnq.h":
         int op
         int in_h, in_w, in_c, out_h, out_w, out_c
         int k_h, k_w, stride_h, stride_w, pad_top, pad_left
-        int32_t in_zp, w_zp, out_zp, multiplier, shift, act_min, act_max
+        int32_t in_zp, w_zp, out_zp, multiplier, shift
+        const int32_t *channel_multipliers
+        const int32_t *channel_shifts
+        int32_t act_min, act_max
         const uint8_t *weights
         const int32_t *bias
         int32_t softmax_multiplier, softmax_left_shift, softmax_diff_min
+        int32_t pool_center
     ctypedef struct mnq_net:
         pass
     enum: MNQ_ISA_COUNT
@@ -38,6 +42,13 @@ cdef extern from "mnq.h":
                     int num_threads, double *layer_seconds) nogil
 
 ISA_NAMES = tuple(mnq_isa_name(i).decode() for i in range(MNQ_ISA_COUNT))
+
+# The mnq_layer_desc fields this binding fills from a plan dict, in mnq.h's order
+# (tests/test_layer_desc_sync.py checks them against mnq.h, plan.py and the .mnq format).
+DESC_FIELDS = ("op", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
+               "pad_top", "pad_left", "in_zp", "w_zp", "out_zp", "multiplier", "shift", "channel_multipliers",
+               "channel_shifts", "act_min", "act_max", "weights", "bias", "softmax_multiplier",
+               "softmax_left_shift", "softmax_diff_min", "pool_center")
 
 def supported_isas():
     """Names of the instruction-set levels this CPU and OS can run."""
@@ -123,6 +134,17 @@ cdef class Net:
                 c_descs[i].softmax_multiplier = d["softmax_multiplier"]
                 c_descs[i].softmax_left_shift = d["softmax_left_shift"]
                 c_descs[i].softmax_diff_min = d["softmax_diff_min"]
+                c_descs[i].pool_center = d["pool_center"]
+                if (d["channel_multipliers"] is None) != (d["channel_shifts"] is None):
+                    raise ValueError(f"layer {i}: per-channel multipliers and shifts go together")
+                if d["channel_multipliers"] is not None:
+                    arr = np.ascontiguousarray(d["channel_multipliers"], dtype=np.int32)
+                    shifts = np.ascontiguousarray(d["channel_shifts"], dtype=np.int32)
+                    if arr.size != d["out_c"] or shifts.size != d["out_c"]:
+                        raise ValueError(f"layer {i}: per-channel requantization needs {d['out_c']} entries")
+                    self._keepalive += [arr, shifts]
+                    c_descs[i].channel_multipliers = <const int32_t *>cnp.PyArray_DATA(arr)
+                    c_descs[i].channel_shifts = <const int32_t *>cnp.PyArray_DATA(shifts)
                 if d["weights"] is not None:
                     arr = np.ascontiguousarray(d["weights"], dtype=np.uint8)
                     if arr.size != _weight_count(d):

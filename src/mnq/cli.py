@@ -351,8 +351,9 @@ def info(args) -> int:
     layers = model.graph.layers
     macs, params = sum(map(layer_macs, layers)), sum(map(layer_params, layers))
     print(f"model: {path}")
-    print(f"  input {shape_text(model.input_shape)} uint8, {model.num_outputs} classes, {len(layers)} layers, "
-          f"{macs / 1e6:.1f} M MACs, {params / 1e6:.2f} M parameters, threads {model.num_threads}")
+    print(f"  input {shape_text(model.input_shape)} {model.input_dtype}, {model.num_outputs} classes, {len(layers)} "
+          f"layers, {macs / 1e6:.1f} M MACs, {params / 1e6:.2f} M parameters, threads {model.num_threads}")
+    print(f"  quantization: {model.graph.scheme}")
     print(f"  {'op':9s} {'kernel':7s} {'output':>11s} {'MACs':>11s} {'params':>9s}  {'C kernel':36s} layer")
     for layer, (name, kernel) in zip(layers, kernels):
         k = f"{layer.kernel[0]}x{layer.kernel[1]}/{layer.stride[0]}" if layer.op in ("conv", "depthwise", "avgpool") \

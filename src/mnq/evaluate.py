@@ -22,7 +22,7 @@ class LabelsError(ValueError):
 
 def ranked(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k best classes of each row of [N, classes], ties by class index."""
-    return np.argsort(-scores.astype(np.int32), axis=-1, kind="stable")[..., :k]
+    return np.argsort(-scores.astype(np.float64), axis=-1, kind="stable")[..., :k]  # any output dtype
 
 
 def read_labels(csv_path: str, num_classes: int) -> List[Tuple[str, int]]:
@@ -69,11 +69,25 @@ class Reference:
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
+        self._input_dtype = self._interpreter.get_input_details()[0]["dtype"]
+
+    def _from_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """mnq's pixel rule (Model.input_from_pixels): int8 input p - 128, float32 input the
+        real value p stands for in the quantization of the input QUANTIZE's output."""
+        if self._input_dtype == np.int8:
+            return (pixels ^ np.uint8(0x80)).view(np.int8)
+        if self._input_dtype == np.float32:
+            first = self._interpreter._get_ops_details()[0]["outputs"][0]
+            scale, zp = self._interpreter._get_tensor_details(first, 0)["quantization"]
+            zp += 128 if self._interpreter._get_tensor_details(first, 0)["dtype"] == np.int8 else 0
+            return np.float32(scale) * (pixels.astype(np.float32) - np.float32(zp))
+        return pixels
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 pixels [N,H,W,C] -> outputs, pixels mapped to the model's input as mnq maps them."""
         outputs = []
         for image in batch:
-            self._interpreter.set_tensor(self._input, image[None])
+            self._interpreter.set_tensor(self._input, self._from_pixels(image)[None])
             self._interpreter.invoke()
             outputs.append(self._interpreter.get_tensor(self._output).reshape(-1).copy())
         return np.stack(outputs)

@@ -1,9 +1,12 @@
 """The .mnq model file: one little-endian file a plain C reader can use.
 
 Layout (docs/format.md is the normative description):
-  header   96 bytes: magic, version, sizes, input quantization, CRC-32
+  header   96 bytes: magic, version, sizes, input quantization, CRC-32, I/O types
   layers   num_layers fixed 192-byte records (LAYER_DTYPE)
-  blobs    names, uint8 weights, int32 biases, labels; each 64-byte aligned
+  blobs    names, uint8 weights, int32 biases, per-channel requantization, labels;
+           each 64-byte aligned
+Version 2 adds int8 models (per-channel fields, edge QUANTIZE/DEQUANTIZE); version 1
+files (uint8 only, those fields zero) are still read.
 Each layer record carries both the source quantization (scales, zero points) and
 the resolved integer parameters the kernels need, so C code needs no float math.
 """
@@ -15,17 +18,23 @@ import zlib
 import numpy as np
 
 from .errors import ModelFormatError, UnsupportedModelError
-from .graph import ACTIVATIONS, OPS, PADDINGS, Graph, Layer, Quant
-from .plan import layer_desc
+from .graph import ACTIVATIONS, EDGE_DTYPES, OPS, PADDINGS, Edge, Graph, Layer, Quant
+from .plan import INT8_OFFSET, layer_desc
 
 MAGIC = b"MNQMODEL"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+LAYER_INT8, LAYER_PER_CHANNEL = 1, 2  # layer record flags
 ALIGN = 64
 HEADER_DTYPE = np.dtype([
     ("magic", "S8"), ("version", "<u4"), ("header_size", "<u4"), ("layer_size", "<u4"), ("num_layers", "<u4"),
     ("file_size", "<u8"), ("crc32", "<u4"), ("input_h", "<u4"), ("input_w", "<u4"), ("input_c", "<u4"),
     ("input_scale", "<f4"), ("input_zp", "<i4"), ("labels_off", "<u8"), ("labels_len", "<u4"), ("num_labels", "<u4"),
-    ("reserved", "<u4", 6),
+    # version 2: types as EDGE_DTYPES indices; a type other than the layers' means an edge op,
+    # whose outer side's quantization follows (int8 zero points as int8; 0 for float32)
+    ("layer_type", "u1"), ("input_type", "u1"), ("output_type", "u1"), ("type_reserved", "u1"),
+    ("input_edge_scale", "<f4"), ("input_edge_zp", "<i4"), ("output_edge_scale", "<f4"), ("output_edge_zp", "<i4"),
+    ("reserved", "<u4"),
 ])
 LAYER_DTYPE = np.dtype([
     ("op", "<u4"), ("activation", "<u4"), ("padding", "<u4"),
@@ -38,11 +47,14 @@ LAYER_DTYPE = np.dtype([
     ("act_min", "<i4"), ("act_max", "<i4"), ("softmax_multiplier", "<i4"), ("softmax_left_shift", "<i4"),
     ("softmax_diff_min", "<i4"),
     ("name_off", "<u8"), ("name_len", "<u8"), ("weights_off", "<u8"), ("weights_len", "<u8"),
-    ("bias_off", "<u8"), ("bias_len", "<u8"), ("reserved", "<u4", 6),
+    ("bias_off", "<u8"), ("bias_len", "<u8"),
+    # version 2: blob float32 channel_scales, int32 channel_multipliers, int32 channel_shifts,
+    # out_c each (int8 conv/depthwise); flags LAYER_INT8 | LAYER_PER_CHANNEL; avgpool rounding
+    ("channels_off", "<u8"), ("channels_len", "<u8"), ("flags", "<u4"), ("pool_center", "<i4"),
 ])
 assert HEADER_DTYPE.itemsize == 96 and LAYER_DTYPE.itemsize == 192
 RESOLVED = ("pad_top", "pad_left", "multiplier", "shift", "act_min", "act_max", "softmax_multiplier",
-            "softmax_left_shift", "softmax_diff_min")
+            "softmax_left_shift", "softmax_diff_min", "pool_center")
 
 
 def _align(n: int) -> int:
@@ -85,6 +97,15 @@ def encode(graph: Graph, labels=None) -> bytes:
             rec["weights_off"], rec["weights_len"] = add_blob(np.ascontiguousarray(layer.weights, np.uint8).tobytes())
         if layer.bias is not None:
             rec["bias_off"], rec["bias_len"] = add_blob(np.ascontiguousarray(layer.bias, "<i4").tobytes())
+        rec["flags"] = (LAYER_INT8 if layer.int8 else 0) | \
+            (LAYER_PER_CHANNEL if d["channel_multipliers"] is not None else 0)
+        if layer.channel_scales is not None:
+            mults, shifts = d["channel_multipliers"], d["channel_shifts"]
+            if mults is None:  # one requantization for all channels: stored repeated
+                mults, shifts = np.full(len(layer.channel_scales), d["multiplier"]), np.full(len(layer.channel_scales), d["shift"])
+            rec["channels_off"], rec["channels_len"] = add_blob(
+                np.ascontiguousarray(layer.channel_scales, "<f4").tobytes() + np.asarray(mults, "<i4").tobytes()
+                + np.asarray(shifts, "<i4").tobytes())
 
     header = np.zeros(1, HEADER_DTYPE)[0]
     if labels is not None:
@@ -94,6 +115,12 @@ def encode(graph: Graph, labels=None) -> bytes:
     header["header_size"], header["layer_size"], header["num_layers"] = HEADER_DTYPE.itemsize, LAYER_DTYPE.itemsize, n
     header["input_h"], header["input_w"], header["input_c"] = graph.input_shape
     header["input_scale"], header["input_zp"] = graph.input_quant.scale, graph.input_quant.zero_point
+    header["layer_type"] = EDGE_DTYPES.index(graph.dtype)
+    header["input_type"], header["output_type"] = EDGE_DTYPES.index(graph.input_dtype), EDGE_DTYPES.index(graph.output_dtype)
+    for edge, side, q in ((graph.input_edge, "input", "in_quant"), (graph.output_edge, "output", "out_quant")):
+        outer = getattr(edge, q) if edge else None
+        if outer is not None:
+            header[f"{side}_edge_scale"], header[f"{side}_edge_zp"] = outer.scale, outer.zero_point
     out = bytearray(blobs[-1][0] + len(blobs[-1][1]) if blobs else cursor)
     header["file_size"] = len(out)
     out[HEADER_DTYPE.itemsize:HEADER_DTYPE.itemsize + records.nbytes] = records.tobytes()
@@ -120,8 +147,9 @@ def _decode(data: bytes, source: str) -> Graph:
     if len(data) < HEADER_DTYPE.itemsize or data[:8] != MAGIC:
         raise ModelFormatError(f"{where}: not an .mnq model file (bad magic)")
     header = np.frombuffer(data, HEADER_DTYPE, count=1)[0]
-    if header["version"] != VERSION:
-        raise ModelFormatError(f"{where}: .mnq version {header['version']}, this mnq reads version {VERSION}")
+    if header["version"] not in READABLE_VERSIONS:
+        raise ModelFormatError(f"{where}: .mnq version {header['version']}, this mnq reads versions "
+                               f"{', '.join(map(str, READABLE_VERSIONS))}")
     if header["file_size"] != len(data):
         raise ModelFormatError(f"{where}: truncated or padded .mnq file ({len(data)} bytes, header says "
                                f"{header['file_size']})")
@@ -171,7 +199,24 @@ def _decode(data: bytes, source: str) -> Graph:
                 if len(raw) != 4 * layer.out_shape[2]:
                     raise ModelFormatError(f"{where}: layer {i} bias has {len(raw)} bytes")
                 layer.bias = np.frombuffer(raw, "<i4").astype(np.int32)
+        if int(rec["flags"]) & ~(LAYER_INT8 | LAYER_PER_CHANNEL):
+            raise ModelFormatError(f"{where}: layer {i} has unknown flags {int(rec['flags'])}")
+        layer.int8 = bool(rec["flags"] & LAYER_INT8)
+        stored_channels = None
+        if layer.int8 and op in ("conv", "depthwise"):
+            out_c = layer.out_shape[2]
+            raw = blob(rec["channels_off"], rec["channels_len"], f"layer {i} channel scales")
+            if len(raw) != 12 * out_c:
+                raise ModelFormatError(f"{where}: layer {i} per-channel block has {len(raw)} bytes, needs {12 * out_c}")
+            layer.channel_scales = np.frombuffer(raw, "<f4", out_c).astype(np.float32)
+            stored_channels = (np.frombuffer(raw, "<i4", out_c, 4 * out_c), np.frombuffer(raw, "<i4", out_c, 8 * out_c))
         resolved = layer_desc(layer)
+        per_channel = resolved["channel_multipliers"] is not None
+        if per_channel != bool(rec["flags"] & LAYER_PER_CHANNEL) or (stored_channels is not None and (
+                (stored_channels[0] != (resolved["channel_multipliers"] if per_channel else resolved["multiplier"])).any()
+                or (stored_channels[1] != (resolved["channel_shifts"] if per_channel else resolved["shift"])).any())):
+            raise ModelFormatError(f"{where}: layer {i} ('{layer.name}') stored per-channel parameters disagree "
+                                   "with its scales; the file was modified or written by a different mnq")
         if resolved["op"] != rec["desc_op"] or any(resolved[k] != rec[k] for k in RESOLVED):
             raise ModelFormatError(f"{where}: layer {i} ('{layer.name}') stored parameters disagree with its "
                                    "quantization; the file was modified or written by a different mnq")
@@ -185,7 +230,27 @@ def _decode(data: bytes, source: str) -> Graph:
         labels = blob(header["labels_off"], header["labels_len"], "labels").decode("utf-8").split("\n")
         if len(labels) != header["num_labels"]:
             raise ModelFormatError(f"{where}: label count mismatch")
+    types = [int(header[k]) for k in ("layer_type", "input_type", "output_type")]
+    if any(t >= len(EDGE_DTYPES) for t in types) or types[0] == EDGE_DTYPES.index("float32"):
+        raise ModelFormatError(f"{where}: unknown input, output or layer type code {types}")
+    dtype, input_dtype, output_dtype = (EDGE_DTYPES[t] for t in types)
+    if any(layer.int8 != (dtype == "int8") for layer in layers):
+        raise ModelFormatError(f"{where}: layers of both uint8 and int8 types")
+
+    def native(q):  # a layer's uint8-form quantization in the network's own units
+        return Quant(q.scale, q.zero_point - INT8_OFFSET) if dtype == "int8" else q
+
+    def outer(side, edge_dtype):
+        return None if edge_dtype == "float32" else Quant(float(header[f"{side}_edge_scale"]), int(header[f"{side}_edge_zp"]))
+
+    input_edge = output_edge = None
+    if input_dtype != dtype:
+        input_edge = Edge("quantize", "input_quantized", input_dtype, dtype, outer("input", input_dtype),
+                          native(layers[0].in_quant))
+    if output_dtype != dtype:
+        output_edge = Edge("dequantize" if output_dtype == "float32" else "quantize", "output", dtype, output_dtype,
+                           native(layers[-1].out_quant), outer("output", output_dtype))
     return Graph(layers=layers, input_name="input",
                  input_shape=input_shape,
                  input_quant=Quant(float(header["input_scale"]), int(header["input_zp"])), labels=labels,
-                 source=source)
+                 source=source, dtype=dtype, input_edge=input_edge, output_edge=output_edge)

@@ -10,6 +10,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from . import _core
+from . import edges
 from .errors import ModelFormatError
 from .graph import Graph
 from .mnq_format import MAGIC as MNQ_MAGIC
@@ -148,36 +149,73 @@ class Model:
         return [layer.name for layer in self.graph.layers]
 
     # ---- inference ----
+    @property
+    def input_dtype(self) -> str:
+        """What run() takes: 'uint8', 'int8' or 'float32', as the model file says."""
+        return self.graph.input_dtype
+
+    @property
+    def output_dtype(self) -> str:
+        return self.graph.output_dtype
+
     def run(self, x: np.ndarray) -> np.ndarray:
-        """uint8 NHWC images [N,H,W,C] (or one [H,W,C]) -> uint8 output [N, classes]."""
-        batch = self._check_uint8(x)
+        """Images [N,H,W,C] (or one [H,W,C]) in the model's input dtype -> its output
+        [N, classes] in the output dtype. uint8 pixels are taken by every model: where
+        the input is int8 or float32 they are mapped as input_from_pixels() maps them."""
+        batch = self._internal_input(self._check_input(x))
+        return self._output(self._execute(batch, keep=())[-1].reshape(len(batch), -1))
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Like run(), but the last layer's output in uint8 form, before any output edge
+        (an int8 value + 128): a softmax gives probability x 256 for uint8, int8,
+        uint8-I/O and float-I/O files alike. What classify ranks and prints."""
+        batch = self._internal_input(self._check_input(x))
         return self._execute(batch, keep=())[-1].reshape(len(batch), -1)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """float images in [0,1], [N,H,W,C] -> float32 logits [N, classes]
         (the dequantized input of the final softmax)."""
         i = self._layer_index("softmax", "predict")
-        batch = self.to_uint8(images)
+        batch = self._internal_input(self.to_uint8(images))
         t = self._execute(batch, keep=(i,))[i]
         return self._dequantize(t, self.graph.layers[i].in_quant, len(batch))
 
     def features(self, images: np.ndarray) -> np.ndarray:
         """float images in [0,1], [N,H,W,C] -> float32 [N, C] average-pool output."""
         i = self._layer_index("avgpool", "features") + 1
-        batch = self.to_uint8(images)
+        batch = self._internal_input(self.to_uint8(images))
         t = self._execute(batch, keep=(i,))[i]
         return self._dequantize(t, self.graph.layers[i - 1].out_quant, len(batch))
 
+    def input_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 pixels p -> the model's input: p for a uint8 input, p - 128 for an int8
+        one (the value whose uint8 form is p), and for a float32 input the real value p
+        stands for in the first layer's quantization, scale * (p - zero point)."""
+        if self.input_dtype == "uint8":
+            return pixels
+        if self.input_dtype == "int8":
+            return edges.internal_to(pixels, "int8")
+        q = self.graph.input_quant  # the first layer's, in uint8 form
+        return (np.float32(q.scale) * (pixels.astype(np.float32) - np.float32(q.zero_point))).astype(np.float32)
+
     def layer_outputs(self, x: np.ndarray) -> list:
-        """[(tensor name, uint8 array [N,H,W,C] or [N,C])] for every layer output, in order."""
-        batch = self._check_uint8(x)
-        n = len(self.graph.layers)
-        tensors = self._execute(batch, keep=range(1, n + 1))
+        """[(tensor name, array [N,H,W,C] or [N,C])] for every op's output in order, edge
+        QUANTIZE / DEQUANTIZE included, each in its own dtype as the model file has it."""
+        native = self._check_input(x)
+        n, graph = len(native), self.graph
         out = []
-        for layer, t in zip(self.graph.layers, tensors[1:]):
+        layer_input = self._as_input_dtype(native)
+        if graph.input_edge:
+            layer_input = edges.apply(graph.input_edge, layer_input)
+            out.append((graph.input_edge.name, layer_input))
+        batch = np.ascontiguousarray(edges.int8_to_internal(layer_input))
+        tensors = self._execute(batch, keep=range(1, len(graph.layers) + 1))
+        for layer, t in zip(graph.layers, tensors[1:]):
             h, w, c = layer.out_shape
-            shape = (len(batch), c) if layer.op in ("reshape", "softmax") and h == w == 1 else (len(batch), h, w, c)
-            out.append((layer.name, t.reshape(shape)))
+            shape = (n, c) if layer.op in ("reshape", "softmax") and h == w == 1 else (n, h, w, c)
+            out.append((layer.name, edges.internal_to(t, graph.dtype).reshape(shape)))
+        if graph.output_edge:
+            out.append((graph.output_edge.name, edges.apply(graph.output_edge, out[-1][1])))
         return out
 
     def profile(self, x: np.ndarray, repeats: int = 10) -> list:
@@ -187,7 +225,7 @@ class Model:
         (mnq.roofline.peak, measured once per process)."""
         from . import roofline
 
-        batch = self._check_uint8(x)
+        batch = self._internal_input(self._check_input(x))
         samples = [self._execute(batch, keep=(), profile=True)[1] for _ in range(max(1, repeats))]
         medians = np.median(np.array(samples), axis=0)
         measured = roofline.peak(self.isa)
@@ -206,7 +244,7 @@ class Model:
         if not np.isfinite(images).all():
             raise ValueError("images contain NaN or infinite values")
         scaled = np.floor(images.astype(np.float64) * 255.0 + 0.5)
-        return self._check_uint8(np.clip(scaled, 0, 255).astype(np.uint8))
+        return np.clip(scaled, 0, 255).astype(np.uint8).reshape((-1,) + self.input_shape)
 
     def _shape_text(self):
         return ",".join(str(v) for v in self.input_shape)
@@ -222,14 +260,35 @@ class Model:
         if not x.flags.c_contiguous:
             raise ValueError(f"expected a C-contiguous {expected} array; use np.ascontiguousarray(x)")
 
-    def _check_uint8(self, x: np.ndarray) -> np.ndarray:
+    def _check_input(self, x: np.ndarray) -> np.ndarray:
+        """The model's input dtype, or uint8 pixels (any model), as a batch [N,H,W,C]."""
+        dtype = self.input_dtype
         if not isinstance(x, np.ndarray):
-            raise TypeError(f"expected a numpy uint8 array [N,{self._shape_text()}], got {type(x).__name__}")
-        if x.dtype != np.uint8:
-            raise TypeError(f"expected uint8 pixels with shape [N,{self._shape_text()}], got dtype {x.dtype} "
+            raise TypeError(f"expected a numpy {dtype} array [N,{self._shape_text()}], got {type(x).__name__}")
+        if x.dtype != np.dtype(dtype) and x.dtype != np.uint8:
+            raise TypeError(f"expected {dtype} input (or uint8 pixels) with shape [N,{self._shape_text()}], got "
+                            f"dtype {x.dtype} (use predict()/features() for float images in [0,1])"
+                            if dtype != "uint8" else
+                            f"expected uint8 pixels with shape [N,{self._shape_text()}], got dtype {x.dtype} "
                             "(use predict()/features() for float images in [0,1])")
-        self._check_layout(x, "uint8")
+        self._check_layout(x, str(x.dtype))
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ValueError("input contains NaN or infinite values")
         return x.reshape((-1,) + self.input_shape)
+
+    def _as_input_dtype(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 pixels given to a model with another input dtype become its input."""
+        return self.input_from_pixels(batch) if batch.dtype != np.dtype(self.input_dtype) else batch
+
+    def _internal_input(self, batch: np.ndarray) -> np.ndarray:
+        """A checked batch -> the uint8 bytes the first layer's kernel reads."""
+        native = self._as_input_dtype(batch)
+        layer_input = edges.apply(self.graph.input_edge, native) if self.graph.input_edge else native
+        return np.ascontiguousarray(edges.int8_to_internal(layer_input))
+
+    def _output(self, t: np.ndarray) -> np.ndarray:
+        y = edges.internal_to(t, self.graph.dtype)
+        return edges.apply(self.graph.output_edge, y) if self.graph.output_edge else y
 
     # ---- execution ----
     def _layer_index(self, op: str, what: str) -> int:

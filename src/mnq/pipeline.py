@@ -127,9 +127,10 @@ def stack_pixels(batch: List[Item]) -> Optional[np.ndarray]:
 
 
 def infer(model, batch: List[Item]) -> Optional[np.ndarray]:
-    """The model's uint8 output [N, classes] for the decoded items of a batch (None if none)."""
+    """The model's uint8 scores [N, classes] (Model.scores: probability x 256 for a softmax,
+    int8 models too) for the decoded items of a batch (None if none)."""
     pixels = stack_pixels(batch)
-    return model.run(pixels) if pixels is not None else None
+    return model.scores(pixels) if pixels is not None else None
 
 
 def classified(batch: List[Item], scores: Optional[np.ndarray], top_k: int) -> Iterator[tuple]:

@@ -13,6 +13,7 @@ from .errors import UnsupportedModelError
 from .graph import Graph, Layer
 
 OP_CODES = {"conv": 0, "depthwise": 1, "pointwise": 2, "avgpool": 3, "softmax": 4, "reshape": 5}
+INT8_OFFSET = 128  # int8 layers run as uint8: value and zero point + 128 (graph.py)
 MAX_DIM = 1 << 24            # any one dimension, kernel size or stride
 MAX_TENSOR_BYTES = 1 << 30   # one image's tensor (the C library's limit too)
 MIN_SCALE = float(np.finfo(np.float32).tiny) * 2 ** 8  # 6 / scale and 1 / scale stay finite in float32
@@ -35,9 +36,17 @@ def quantize_multiplier(real: float) -> tuple:
 
 
 def conv_multiplier(s_in: float, s_w: float, s_out: float) -> tuple:
-    """The product is taken in float32 first, exactly as TFLite does."""
+    """uint8 layers: the product is taken in float32 first, exactly as TFLite does."""
     product = np.float32(s_in) * np.float32(s_w)
     return quantize_multiplier(float(product) / float(np.float32(s_out)))
+
+
+def channel_multipliers(s_in: float, channel_scales, s_out: float) -> tuple:
+    """int8 layers, one (multiplier, shift) per output channel: TFLite's per-channel rule
+    takes every factor as a double, (s_in * s_w[c]) / s_out. int32 arrays [out_c]."""
+    pairs = [quantize_multiplier(float(np.float32(s_in)) * float(s_w) / float(np.float32(s_out)))
+             for s_w in np.asarray(channel_scales, np.float32)]
+    return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32)
 
 
 def _round_half_away(x: float) -> int:
@@ -103,6 +112,11 @@ def check_layer(layer: Layer):
         if layer.weight_quant is None or layer.weights is None:
             raise UnsupportedModelError(f"{what}: no weights")
         check_quant(layer.weight_quant, what + " weights")
+        scales = layer.channel_scales
+        if scales is not None and not (len(scales) == layer.out_shape[2] and np.isfinite(scales).all()
+                                       and (scales >= MIN_SCALE).all() and (scales <= 1e30).all()):
+            raise UnsupportedModelError(f"{what}: per-channel weight scales are not {layer.out_shape[2]} usable "
+                                        "positive numbers")
     if layer.op == "softmax" and not (math.isfinite(layer.beta) and 0 < layer.beta <= 1e6):
         raise UnsupportedModelError(f"{what}: beta {layer.beta!r}")
 
@@ -114,8 +128,10 @@ def layer_desc(layer: Layer) -> dict:
     d = dict(op=OP_CODES[layer.op], in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
              k_h=1, k_w=1, stride_h=1, stride_w=1, pad_top=0, pad_left=0,
              in_zp=layer.in_quant.zero_point, w_zp=0, out_zp=layer.out_quant.zero_point,
-             multiplier=0, shift=0, act_min=0, act_max=255, weights=None, bias=None,
-             softmax_multiplier=0, softmax_left_shift=0, softmax_diff_min=0)
+             multiplier=0, shift=0, channel_multipliers=None, channel_shifts=None,
+             act_min=0, act_max=255, weights=None, bias=None,
+             softmax_multiplier=0, softmax_left_shift=0, softmax_diff_min=0,
+             pool_center=INT8_OFFSET if layer.int8 and layer.op == "avgpool" else 0)
     if layer.op in ("conv", "depthwise", "avgpool"):
         (kh, kw), (sh, sw) = layer.kernel, layer.stride
         if sh < 1 or sw < 1 or kh < 1 or kw < 1:
@@ -133,8 +149,16 @@ def layer_desc(layer: Layer) -> dict:
         if not 0 <= layer.weight_quant.zero_point <= 255 or not 0 <= layer.in_quant.zero_point <= 255:
             raise UnsupportedModelError(f"layer '{layer.name}': zero point outside [0, 255]")
         d["w_zp"] = layer.weight_quant.zero_point
-        d["multiplier"], d["shift"] = conv_multiplier(layer.in_quant.scale, layer.weight_quant.scale,
-                                                      layer.out_quant.scale)
+        if layer.int8:
+            if layer.channel_scales is None or len(layer.channel_scales) != out_c:
+                raise UnsupportedModelError(f"layer '{layer.name}': int8 weights need {out_c} channel scales")
+            mults, shifts = channel_multipliers(layer.in_quant.scale, layer.channel_scales, layer.out_quant.scale)
+            d["multiplier"], d["shift"] = int(mults[0]), int(shifts[0])
+            if (mults != mults[0]).any() or (shifts != shifts[0]).any():  # else per tensor: every kernel serves
+                d["channel_multipliers"], d["channel_shifts"] = mults, shifts
+        else:
+            d["multiplier"], d["shift"] = conv_multiplier(layer.in_quant.scale, layer.weight_quant.scale,
+                                                          layer.out_quant.scale)
         d["weights"] = np.ascontiguousarray(layer.weights, dtype=np.uint8)
         d["bias"] = None if layer.bias is None else np.ascontiguousarray(layer.bias, dtype=np.int32)
         if layer.op == "conv" and layer.kernel == (1, 1) and layer.stride == (1, 1) and (in_h, in_w) == (out_h, out_w):

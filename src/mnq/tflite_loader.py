@@ -1,4 +1,8 @@
-"""Read a uint8 MobileNet-family .tflite flatbuffer into the layer list.
+"""Read a uint8 or int8 MobileNet-family .tflite flatbuffer into the layer list.
+
+int8 models (TFLite's int8 spec: int8 activations, symmetric int8 weights per
+output channel) are held in uint8 form (graph.py); a QUANTIZE / DEQUANTIZE the
+converter puts at the input or output becomes the graph's edge op.
 
 Parsing uses the `tflite` schema package. Any structural damage in the file
 becomes ModelFormatError; a well-formed model mnq cannot run exactly becomes
@@ -12,7 +16,7 @@ import numpy as np
 import tflite
 
 from .errors import ModelFormatError, UnsupportedModelError
-from .graph import Graph, Layer, Quant
+from .graph import Edge, Graph, Layer, Quant
 
 _OPS = {
     tflite.BuiltinOperator.CONV_2D: "conv",
@@ -28,6 +32,10 @@ _ACTIVATIONS = {
     tflite.ActivationFunctionType.RELU6: "RELU6",
 }
 _PADDINGS = {tflite.Padding.SAME: "SAME", tflite.Padding.VALID: "VALID"}
+_EDGE_OPS = {tflite.BuiltinOperator.QUANTIZE: "quantize", tflite.BuiltinOperator.DEQUANTIZE: "dequantize"}
+_LAYER_TYPES = {tflite.TensorType.UINT8: "uint8", tflite.TensorType.INT8: "int8"}
+_EDGE_TYPES = {**_LAYER_TYPES, tflite.TensorType.FLOAT32: "float32"}
+INT8_OFFSET = 128  # int8 value x is run as the uint8 value x + 128
 _OP_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
 _TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
 _ACT_NAMES = {v: k for k, v in vars(tflite.ActivationFunctionType).items() if not k.startswith("_")}
@@ -69,29 +77,110 @@ class _Reader:
         in_shape = self.shape(in_t, input_index)
         if len(in_shape) != 4 or in_shape[0] != 1:
             raise self.fail(f"input tensor '{self.name(input_index)}' has shape {in_shape}; expected [1,H,W,C]")
-        self.check_uint8(input_index)
+
+        ops = [sg.Operators(i) for i in range(sg.OperatorsLength())]
+        if not ops:
+            raise self.fail("the model has no operators")
+        codes = [self.opcode(op, i) for i, op in enumerate(ops)]
+        first = 1 if codes[0] in _EDGE_OPS else 0
+        last = len(ops) - 1 if len(ops) - 1 > first and codes[-1] in _EDGE_OPS else len(ops)
+        if first >= last:
+            raise self.fail("the model has no operators besides QUANTIZE / DEQUANTIZE")
+        self.dtype = self.layer_dtype(ops[first], first)
+        input_edge = self.edge(ops[0], 0, at_input=True) if first else None
+        output_edge = self.edge(ops[-1], len(ops) - 1, at_input=False) if last < len(ops) else None
+        if input_edge is None:
+            self.check_type(input_index)
 
         layers = []
-        current = input_index
-        for i in range(sg.OperatorsLength()):
-            op = sg.Operators(i)
-            layer, inputs, out_index = self.layer(op, i)
+        current = int(ops[0].Outputs(0)) if first else input_index
+        if first and int(ops[0].Inputs(0)) != input_index:
+            raise self.fail("the input QUANTIZE does not read the model input")
+        for i in range(first, last):
+            layer, inputs, out_index = self.layer(ops[i], i, codes[i])
             if inputs[0] != current:
                 raise self.fail(f"operator {i} ({layer.op}) does not consume the previous operator's output; "
                                 "mnq runs sequential (chain) networks only")
             layers.append(layer)
             current = out_index
-        if not layers:
-            raise self.fail("the model has no operators")
+        if output_edge is not None:
+            if int(ops[-1].Inputs(0)) != current:
+                raise self.fail(f"the output {output_edge.op.upper()} does not read the last layer's output")
+            current = int(ops[-1].Outputs(0))
         if current != int(sg.Outputs(0)):
             raise self.fail("the last operator's output is not the model output")
+        first_input = int(ops[0].Outputs(0)) if first else input_index
         return Graph(
             layers=layers,
             input_name=self.name(input_index),
             input_shape=tuple(in_shape[1:]),
-            input_quant=self.quant(input_index),
+            input_quant=self.quant(first_input),
             source=self.source,
+            dtype=self.dtype,
+            input_edge=input_edge,
+            output_edge=output_edge,
         )
+
+    def opcode(self, op, i):
+        m = self.model
+        idx = op.OpcodeIndex()
+        if not 0 <= idx < m.OperatorCodesLength():
+            raise ModelFormatError(f"{self.source}: operator {i} has invalid opcode index {idx}")
+        oc = m.OperatorCodes(idx)
+        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        if code not in _OPS and code not in _EDGE_OPS:
+            what = _OP_NAMES.get(code, f"builtin code {code}")
+            if code == tflite.BuiltinOperator.CUSTOM:
+                what = f"CUSTOM ({(oc.CustomCode() or b'?').decode('utf-8', 'replace')})"
+            raise self.fail(f"operator {i} is {what}; mnq supports CONV_2D, DEPTHWISE_CONV_2D, "
+                            "AVERAGE_POOL_2D, RESHAPE, SQUEEZE and SOFTMAX, with QUANTIZE / DEQUANTIZE "
+                            "only as the first or last operator")
+        return code
+
+    def io(self, op, i, what):
+        inputs = [int(v) for v in op.InputsAsNumpy()] if op.InputsLength() else []
+        outputs = [int(v) for v in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        if not inputs or len(outputs) != 1:
+            raise ModelFormatError(f"{self.source}: operator {i} ({what}) has malformed inputs/outputs")
+        return inputs, outputs
+
+    def type_name(self, index):
+        t = self.tensor(index).Type()
+        return _TYPE_NAMES.get(t, str(t))
+
+    def layer_dtype(self, op, i):
+        """The network's activation type, from the first layer's input: uint8 or int8."""
+        inputs, _ = self.io(op, i, "first layer")
+        t = self.tensor(inputs[0]).Type()
+        if t not in _LAYER_TYPES:
+            kind = {tflite.TensorType.INT16: "int16 activations (16x8 quantization)",
+                    tflite.TensorType.FLOAT32: "float activations (a float or hybrid model)"}.get(t, "this type")
+            raise self.fail(f"tensor '{self.name(inputs[0])}' has type {self.type_name(inputs[0])}: mnq does not "
+                            f"run {kind}; it runs uint8- and int8-quantized models")
+        return _LAYER_TYPES[t]
+
+    def edge(self, op, i, at_input):
+        """The QUANTIZE / DEQUANTIZE at the network edge (computed in numpy, model.py)."""
+        code = max(int(self.model.OperatorCodes(op.OpcodeIndex()).BuiltinCode()),
+                   int(self.model.OperatorCodes(op.OpcodeIndex()).DeprecatedBuiltinCode()))
+        kind = _EDGE_OPS[code]
+        inputs, outputs = self.io(op, i, kind)
+        x, y = inputs[0], outputs[0]
+        inner = y if at_input else x
+        outer = x if at_input else y
+        self.check_type(inner)
+        if self.tensor(outer).Type() not in _EDGE_TYPES:
+            raise self.fail(f"operator {i} ({kind.upper()}): tensor '{self.name(outer)}' has type "
+                            f"{self.type_name(outer)}; mnq's edges convert uint8, int8 or float32 only")
+        if self.shape(self.tensor(x), x) != self.shape(self.tensor(y), y):
+            raise ModelFormatError(f"{self.source}: operator {i} ({kind}) changes the shape")
+        in_dtype, out_dtype = _EDGE_TYPES[self.tensor(x).Type()], _EDGE_TYPES[self.tensor(y).Type()]
+        if (kind == "dequantize") != (out_dtype == "float32") or (kind == "quantize" and in_dtype == out_dtype):
+            raise self.fail(f"operator {i} ({kind.upper()}) converts {in_dtype} to {out_dtype}; mnq supports "
+                            "QUANTIZE float32/uint8/int8 -> uint8/int8 (a change of type) and DEQUANTIZE -> float32")
+        native = lambda index, dtype: None if dtype == "float32" else self.native_quant(index, dtype)  # noqa: E731
+        return Edge(op=kind, name=self.name(y), in_dtype=in_dtype, out_dtype=out_dtype,
+                    in_quant=native(x, in_dtype), out_quant=native(y, out_dtype))
 
     # ---- tensors ----
     def tensor(self, index):
@@ -109,13 +198,23 @@ class _Reader:
             raise ModelFormatError(f"{self.source}: tensor '{self.name(index)}' has invalid shape {shape}")
         return shape
 
-    def check_uint8(self, index, expected=tflite.TensorType.UINT8):
+    def check_type(self, index, expected=None):
+        """An activation tensor has the network's type (or `expected`, e.g. INT32 biases)."""
         t = self.tensor(index)
+        if expected is None:
+            expected = tflite.TensorType.INT8 if self.dtype == "int8" else tflite.TensorType.UINT8
         if t.Type() != expected:
-            raise self.fail(f"tensor '{self.name(index)}' has type {_TYPE_NAMES.get(t.Type(), t.Type())}; "
-                            f"expected {_TYPE_NAMES[expected]} (mnq runs uint8-quantized models)")
+            why = {tflite.TensorType.INT16: "; mnq does not run int16 activations (16x8 quantization)",
+                   tflite.TensorType.FLOAT32: "; mnq does not run float or hybrid models"}.get(t.Type(), "")
+            raise self.fail(f"tensor '{self.name(index)}' has type {self.type_name(index)}; expected "
+                            f"{_TYPE_NAMES[expected]} as the rest of this {self.dtype} network{why}")
 
     def quant(self, index):
+        """Per-tensor quantization in the uint8 form the kernels run (int8 zero point + 128)."""
+        q = self.native_quant(index, self.dtype)
+        return Quant(q.scale, q.zero_point + INT8_OFFSET) if self.dtype == "int8" else q
+
+    def native_quant(self, index, dtype):
         q = self.tensor(index).Quantization()
         if q is None or q.ScaleLength() == 0 or q.ZeroPointLength() == 0:
             raise self.fail(f"tensor '{self.name(index)}' has no quantization parameters")
@@ -126,7 +225,33 @@ class _Reader:
         zp = int(q.ZeroPoint(0))
         if not (np.isfinite(scale) and scale > 0):
             raise self.fail(f"tensor '{self.name(index)}' has invalid scale {scale}")
+        lo, hi = (-128, 127) if dtype == "int8" else (0, 255)
+        if not lo <= zp <= hi:
+            raise self.fail(f"tensor '{self.name(index)}' has zero point {zp} outside the {dtype} range")
         return Quant(scale, zp)
+
+    def weight_quant(self, index, out_c, channel_axis, what):
+        """int8 weights: symmetric (zero points 0), one scale per output channel or one
+        for all. Returns (Quant in uint8 form, float32 [out_c] channel scales)."""
+        q = self.tensor(index).Quantization()
+        name = self.name(index)
+        if q is None or q.ScaleLength() == 0:
+            raise self.fail(f"{what} filter '{name}' has no quantization parameters")
+        scales = np.array([q.Scale(k) for k in range(q.ScaleLength())], np.float32)
+        zps = [int(q.ZeroPoint(k)) for k in range(q.ZeroPointLength())]
+        if len(scales) not in (1, out_c) or len(zps) != len(scales):
+            raise self.fail(f"{what} filter '{name}' has {len(scales)} scales and {len(zps)} zero points for "
+                            f"{out_c} output channels")
+        if len(scales) > 1 and q.QuantizedDimension() != channel_axis:
+            raise self.fail(f"{what} filter '{name}' is quantized along dimension {q.QuantizedDimension()}; "
+                            f"TFLite's {what} takes per-channel scales along dimension {channel_axis}")
+        if any(zps):
+            raise self.fail(f"{what} filter '{name}' has nonzero zero points (asymmetric int8 weights); "
+                            "TFLite's int8 spec and mnq require symmetric weights (zero point 0)")
+        if not (np.isfinite(scales).all() and (scales > 0).all()):
+            raise self.fail(f"{what} filter '{name}' has an invalid scale")
+        scales = np.broadcast_to(scales, (out_c,)).copy()
+        return Quant(float(scales[0]), INT8_OFFSET), scales
 
     def constant(self, index, dtype, shape):
         t = self.tensor(index)
@@ -149,30 +274,18 @@ class _Reader:
         raise ModelFormatError(f"{self.source}: tensor '{self.name(index)}' data is missing or the wrong size")
 
     # ---- operators ----
-    def layer(self, op, i):
-        m = self.model
-        idx = op.OpcodeIndex()
-        if not 0 <= idx < m.OperatorCodesLength():
-            raise ModelFormatError(f"{self.source}: operator {i} has invalid opcode index {idx}")
-        oc = m.OperatorCodes(idx)
-        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+    def layer(self, op, i, code):
         kind = _OPS.get(code)
         if kind is None:
-            what = _OP_NAMES.get(code, f"builtin code {code}")
-            if code == tflite.BuiltinOperator.CUSTOM:
-                what = f"CUSTOM ({(oc.CustomCode() or b'?').decode('utf-8', 'replace')})"
-            raise self.fail(f"operator {i} is {what}; mnq supports CONV_2D, DEPTHWISE_CONV_2D, "
-                            "AVERAGE_POOL_2D, RESHAPE, SQUEEZE and SOFTMAX")
-        inputs = [int(v) for v in op.InputsAsNumpy()] if op.InputsLength() else []
-        outputs = [int(v) for v in op.OutputsAsNumpy()] if op.OutputsLength() else []
-        if not inputs or len(outputs) != 1:
-            raise ModelFormatError(f"{self.source}: operator {i} ({kind}) has malformed inputs/outputs")
+            raise self.fail(f"operator {i} is {_OP_NAMES.get(code, code)}; QUANTIZE / DEQUANTIZE are supported "
+                            "only as the model's first or last operator")
+        inputs, outputs = self.io(op, i, kind)
         x, y = inputs[0], outputs[0]
-        self.check_uint8(x)
-        self.check_uint8(y)
+        self.check_type(x)
+        self.check_type(y)
         in_shape, out_shape = self.shape(self.tensor(x), x), self.shape(self.tensor(y), y)
         layer = Layer(op=kind, name=self.name(y), in_shape=_hwc(in_shape), out_shape=_hwc(out_shape),
-                      in_quant=self.quant(x), out_quant=self.quant(y))
+                      in_quant=self.quant(x), out_quant=self.quant(y), int8=self.dtype == "int8")
         if len(in_shape) not in (2, 4) or len(out_shape) not in (2, 4) or in_shape[0] != 1 or out_shape[0] != 1:
             raise self.fail(f"operator {i} ({kind}): tensors must be [1,H,W,C] or [1,C], "
                             f"got {in_shape} -> {out_shape}")
@@ -199,31 +312,40 @@ class _Reader:
             raise ModelFormatError(f"{self.source}: operator {i} ({kind}) has unknown padding {opts.Padding()}")
         return _PADDINGS[opts.Padding()]
 
-    def _conv_common(self, layer, op, inputs, i, opts, weight_shape_of):
+    def _conv_common(self, layer, op, inputs, i, opts, weight_shape_of, channel_axis):
         if len(inputs) < 2:
             raise ModelFormatError(f"{self.source}: operator {i} ({layer.op}) has no filter input")
         if opts.DilationHFactor() != 1 or opts.DilationWFactor() != 1:
             raise self.fail(f"operator {i} ({layer.op}) '{layer.name}' uses dilation "
                             f"{opts.DilationHFactor()}x{opts.DilationWFactor()}; mnq supports dilation 1 only")
         w = inputs[1]
-        self.check_uint8(w)
+        if self.dtype == "int8" and self.tensor(w).Type() == tflite.TensorType.FLOAT32:
+            raise self.fail(f"operator {i} ({layer.op}) has float filter '{self.name(w)}' (a hybrid model); "
+                            "mnq runs fully quantized models only")
+        self.check_type(w)
         wshape = self.shape(self.tensor(w), w)
         if len(wshape) != 4:
             raise ModelFormatError(f"{self.source}: filter '{self.name(w)}' has shape {wshape}")
-        layer.weights = weight_shape_of(self.constant(w, np.uint8, wshape))
-        layer.weight_quant = self.quant(w)
+        if self.dtype == "int8":
+            raw = self.constant(w, np.int8, wshape)
+            layer.weights = weight_shape_of((raw.astype(np.int16) + INT8_OFFSET).astype(np.uint8))
+            layer.weight_quant, layer.channel_scales = self.weight_quant(w, layer.out_shape[2], channel_axis,
+                                                                         layer.op)
+        else:
+            layer.weights = weight_shape_of(self.constant(w, np.uint8, wshape))
+            layer.weight_quant = self.quant(w)
         layer.kernel = (wshape[1], wshape[2])
         layer.stride = (opts.StrideH(), opts.StrideW())
         layer.padding = self.padding(opts, i, layer.op)
         layer.activation = self.activation(opts, i, layer.op)
         if len(inputs) > 2 and inputs[2] >= 0:
-            self.check_uint8(inputs[2], tflite.TensorType.INT32)
+            self.check_type(inputs[2], tflite.TensorType.INT32)
             layer.bias = self.constant(inputs[2], np.int32, [layer.out_shape[2]])
         return wshape
 
     def _conv(self, layer, op, inputs, i):
         opts = self.options(op, tflite.Conv2DOptions, i, "conv")
-        wshape = self._conv_common(layer, op, inputs, i, opts, lambda w: w)
+        wshape = self._conv_common(layer, op, inputs, i, opts, lambda w: w, 0)
         if wshape[0] != layer.out_shape[2] or wshape[3] != layer.in_shape[2]:
             raise ModelFormatError(f"{self.source}: conv '{layer.name}' filter {wshape} does not match "
                                    f"{layer.in_shape} -> {layer.out_shape}")
@@ -233,7 +355,7 @@ class _Reader:
         if layer.out_shape[2] != layer.in_shape[2]:
             raise self.fail(f"depthwise '{layer.name}' has depth multiplier "
                             f"{layer.out_shape[2] / layer.in_shape[2]:g}; mnq supports 1 only")
-        wshape = self._conv_common(layer, op, inputs, i, opts, lambda w: w[0])
+        wshape = self._conv_common(layer, op, inputs, i, opts, lambda w: w[0], 3)
         if wshape[0] != 1 or wshape[3] != layer.out_shape[2]:
             raise ModelFormatError(f"{self.source}: depthwise '{layer.name}' filter {wshape} does not match "
                                    f"{layer.out_shape[2]} channels")
@@ -249,9 +371,10 @@ class _Reader:
         opts = self.options(op, tflite.SoftmaxOptions, i, "softmax")
         layer.beta = float(np.float32(opts.Beta()))
         q = layer.out_quant
-        if q.zero_point != 0 or q.scale != float(np.float32(1 / 256)):
+        if q.zero_point != 0 or q.scale != float(np.float32(1 / 256)):  # int8: -128 + 128
+            zp, need = (q.zero_point - INT8_OFFSET, "-128") if self.dtype == "int8" else (q.zero_point, "0")
             raise self.fail(f"softmax output '{layer.name}' is quantized with scale {q.scale}, zero point "
-                            f"{q.zero_point}; TFLite's uint8 softmax requires 1/256 and 0")
+                            f"{zp}; TFLite's {self.dtype} softmax requires 1/256 and {need}")
         if layer.in_shape != layer.out_shape:
             raise ModelFormatError(f"{self.source}: softmax '{layer.name}' changes the shape")
 

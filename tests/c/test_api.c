@@ -141,9 +141,9 @@ int main(int argc, char **argv) {
   image[0] = 'X';
   expect_rejected(image, size, "bad magic", "bad magic");
   image[0] = 'M';
-  image[8] = 2;
+  image[8] = 3; /* files are version 2 */
   expect_rejected(image, size, "version", "future version");
-  image[8] = 1;
+  image[8] = 2;
   mnq_model *again = mnq_model_parse(image, size, err, sizeof(err));
   expect(again != NULL, "the restored image parses");
   mnq_model_free(again);

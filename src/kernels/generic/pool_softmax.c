@@ -70,7 +70,7 @@ void mnq_avgpool_u8_channels(const mnq_layer *L, const uint8_t *in, uint8_t *out
         }
       uint8_t *o = out + (r * d->out_w + ox) * C;
       for (int c = 0; c < C; c++) {
-        int32_t v = count > 0 ? (sum[c] + count / 2) / count : 0;
+        int32_t v = mnq_pool_average(sum[c], count, d->pool_center);
         v = v < d->act_min ? d->act_min : v;
         o[c] = (uint8_t)(v > d->act_max ? d->act_max : v);
       }

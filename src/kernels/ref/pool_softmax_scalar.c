@@ -24,7 +24,7 @@ void mnq_avgpool_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out,
         for (int ky = ky0; ky < ky1; ky++)
           for (int kx = kx0; kx < kx1; kx++)
             sum += in[((n * d->in_h + y0 + ky) * d->in_w + x0 + kx) * C + c];
-        int32_t y = count > 0 ? (sum + count / 2) / count : 0;
+        int32_t y = mnq_pool_average(sum, count, d->pool_center);
         if (y < d->act_min) y = d->act_min;
         if (y > d->act_max) y = d->act_max;
         out[(r * d->out_w + ox) * C + c] = (uint8_t)y;

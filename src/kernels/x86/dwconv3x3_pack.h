@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "../internal.h"
+#include "rq_lanes.h"
 
 static inline int mnq_dw3x3_blocks(const mnq_layer_desc *d, int B) { return (d->out_c + B - 1) / B; }
 static inline int mnq_dw3x3_entries(const mnq_layer_desc *d) { return d->out_w + 2 / d->stride_w; }
@@ -84,18 +85,27 @@ int mnq_dwconv3x3_u8_prepare__avx512vnni(mnq_layer *L);
 void mnq_dwconv3x3s1_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 void mnq_dwconv3x3s2_u8_32x2__avx512vnni(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 
+/* Per-channel layers (AVX2, B = 8) append to each block its rq_lanes.h block and
+ * requantize with the general rq256_apply, exact for every int32 accumulator, so
+ * they need no mnq_dw3x3_rq_fits (real int8 files have channels whose huge bias
+ * would fail it). */
+static inline size_t mnq_dw3x3_channel_bytes(const mnq_layer_desc *d, int B) {
+  return d->channel_multipliers ? (size_t)4 * MNQ_RQ_LANES_PER_BLOCK * (B / 8) : 0;
+}
+
 /* Pack weights and size the scratch; -1 on out of memory, 1 if the
  * requantization would not be exact (then another kernel takes the layer). */
 static inline int mnq_dw3x3_prepare(mnq_layer *L, int B) {
   const mnq_layer_desc *d = &L->d;
-  if (!mnq_dw3x3_rq_fits(d)) return 1;
+  if (!d->channel_multipliers && !mnq_dw3x3_rq_fits(d)) return 1;
   const int C = d->out_c, nb = mnq_dw3x3_blocks(d, B);
-  const size_t bytes = (size_t)nb * mnq_dw3x3_block_bytes(B);
+  const size_t stride = mnq_dw3x3_block_bytes(B) + mnq_dw3x3_channel_bytes(d, B);
+  const size_t bytes = (size_t)nb * stride;
   uint8_t *p = NULL;
   if (posix_memalign((void **)&p, 64, bytes)) return -1;
   memset(p, 0, bytes);
   for (int b = 0; b < nb; b++) {
-    int16_t *w01 = (int16_t *)(p + b * mnq_dw3x3_block_bytes(B));
+    int16_t *w01 = (int16_t *)(p + b * stride);
     int16_t *w2 = w01 + 3 * 2 * B;
     int32_t *bias = (int32_t *)(w2 + 3 * 2 * B);
     for (int j = 0; j < B && b * B + j < C; j++) {
@@ -107,6 +117,10 @@ static inline int mnq_dw3x3_prepare(mnq_layer *L, int B) {
         w2[ky * 2 * B + 2 * j] = (int16_t)(k[2 * C] - d->w_zp);
       }
       bias[j] = d->bias ? d->bias[c] : 0;
+    }
+    if (d->channel_multipliers) {
+      const int n = C - b * B < B ? C - b * B : B;
+      mnq_rq_lanes_fill((int32_t *)(bias + B), d->channel_multipliers + b * B, d->channel_shifts + b * B, n, B);
     }
   }
   L->packed = p;

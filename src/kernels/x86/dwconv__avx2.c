@@ -7,6 +7,7 @@
 
 #include "../internal.h"
 #include "dwconv3x3_pack.h"
+#include "requant_avx2.h"
 
 enum { B = 8 };
 
@@ -63,14 +64,16 @@ static inline __m256i rq_apply(__m256i acc, const rq *q) {
   return _mm256_min_epi32(_mm256_max_epi32(_mm256_srav_epi32(t, q->right), q->lo), q->hi);
 }
 
-static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
-                             const mnq_work *w, const int s) {
+static inline __attribute__((always_inline)) void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out,
+                                                            int batch, const mnq_work *w, const int s,
+                                                            const int per_channel) {
   const mnq_layer_desc *d = &L->d;
   const int C = d->out_c, nb = mnq_dw3x3_blocks(d, B), nt = mnq_dw3x3_entries(d), e2 = 2 / s;
   const size_t row_vecs = mnq_dw3x3_row_bytes(d, B) / sizeof(__m256i);
   __m256i *ring = (__m256i *)(((uintptr_t)w->scratch + 63) & ~(uintptr_t)63);
   long held[3] = {-1, -1, -1}; /* which (image, input row) each ring slot holds */
   const rq q = rq_init(d);
+  const rq256 q_base = rq256_init(d); /* per-channel layers: zero point and clamp */
   long r0, r1;
   mnq_partition((long)batch * d->out_h, w, &r0, &r1);
   for (long r = r0; r < r1; r++) {
@@ -96,7 +99,8 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
       if (!live[ky]) rows[ky] = rows[any];
     uint8_t *o = out + r * d->out_w * C;
     for (int cb = 0; cb < nb; cb++) {
-      const __m256i *pk = (const __m256i *)L->packed + cb * 7;
+      const __m256i *pk = (const __m256i *)L->packed + cb * (per_channel ? 11 : 7);
+      const rq256 q_channels = per_channel ? rq256_channels(&q_base, (const int32_t *)(pk + 7)) : q_base;
       const __m256i z = _mm256_setzero_si256();
       const __m256i w01a = live[0] ? pk[0] : z, w01b = live[1] ? pk[1] : z, w01c = live[2] ? pk[2] : z;
       const __m256i w2a = live[0] ? pk[3] : z, w2b = live[1] ? pk[4] : z, w2c = live[2] ? pk[5] : z;
@@ -110,7 +114,8 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
         acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(qb[ox + e2], w2b));
         acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(qc[ox], w01c));
         acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(qc[ox + e2], w2c));
-        const __m256i y = rq_apply(_mm256_add_epi32(acc0, acc1), &q);
+        const __m256i sum = _mm256_add_epi32(acc0, acc1);
+        const __m256i y = per_channel ? rq256_apply(sum, &q_channels) : rq_apply(sum, &q);
         /* values are already in [0, 255]: the saturating packs only narrow */
         const __m128i y16 = _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
         const __m128i y8 = _mm_packus_epi16(y16, y16);
@@ -129,10 +134,12 @@ static inline void dwconv3x3(const mnq_layer *L, const uint8_t *in, uint8_t *out
 
 void mnq_dwconv3x3s1_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
                               const mnq_work *w) {
-  dwconv3x3(L, in, out, batch, w, 1);
+  if (L->d.channel_multipliers) dwconv3x3(L, in, out, batch, w, 1, 1);
+  else dwconv3x3(L, in, out, batch, w, 1, 0);
 }
 
 void mnq_dwconv3x3s2_u8__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
                               const mnq_work *w) {
-  dwconv3x3(L, in, out, batch, w, 2);
+  if (L->d.channel_multipliers) dwconv3x3(L, in, out, batch, w, 2, 1);
+  else dwconv3x3(L, in, out, batch, w, 2, 0);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "../internal.h"
+#include "rq_lanes.h"
 
 typedef struct {
   int k;            /* GEMM depth: bytes of one activation row that count */
@@ -21,6 +22,8 @@ typedef struct {
   int32_t zw_corr;  /* 128 - w_zp: weight offset folded onto the row sums */
   int32_t *bias;    /* np entries, bias_folded padded with zeros */
   int8_t *w;        /* 64-byte aligned */
+  /* Per-channel layers (AVX2 packing only): np/8 blocks of rq_lanes.h. NULL per tensor. */
+  int32_t *rq_lanes;
 } mnq_gemm_packed;
 
 /* Weights [n][k] uint8 (row-major, k contiguous) -> packed; NULL when out of memory. */
@@ -39,6 +42,7 @@ static inline mnq_gemm_packed *mnq_gemm_pack(const uint8_t *weights, const int32
   P->zw_corr = 128 - w_zp;
   P->bias = (int32_t *)((uint8_t *)mem + head);
   P->w = (int8_t *)((uint8_t *)mem + head + bias_bytes);
+  P->rq_lanes = NULL;
   for (int j = 0; j < np; j++) P->bias[j] = j < n ? bias_folded[j] : 0;
   for (int j = 0; j < np; j++)
     for (int kk = 0; kk < kp; kk++) {
@@ -51,14 +55,18 @@ static inline mnq_gemm_packed *mnq_gemm_pack(const uint8_t *weights, const int32
 
 /* AVX2 layout ("c2": K in pairs, no u8 x s8 dot product that cannot saturate): the same header
  * with w as int16 (w - w_zp) in [np/8][kgroups = ceil(k/2)][8 lanes][2 k], so
- * vpmaddwd needs no row-sum correction (zw_corr = 0). */
+ * vpmaddwd needs no row-sum correction (zw_corr = 0). Per-channel layers
+ * (channel_multipliers non-NULL) get their rq_lanes after the weights. */
 static inline mnq_gemm_packed *mnq_gemm_pack_i16(const uint8_t *weights, const int32_t *bias_folded, int n, int k,
-                                                 int w_zp) {
+                                                 int w_zp, const int32_t *channel_multipliers,
+                                                 const int32_t *channel_shifts) {
   const int kp = (k + 1) & ~1, np = (n + 7) & ~7;
   const size_t head = (sizeof(mnq_gemm_packed) + 63) & ~(size_t)63;
   const size_t bias_bytes = ((size_t)np * 4 + 63) & ~(size_t)63;
+  const size_t w_bytes = ((size_t)np * kp * 2 + 63) & ~(size_t)63;
+  const size_t lane_bytes = channel_multipliers ? (size_t)np * 4 * 4 : 0;
   void *mem = NULL;
-  if (posix_memalign(&mem, 64, head + bias_bytes + (size_t)np * kp * 2)) return NULL;
+  if (posix_memalign(&mem, 64, head + bias_bytes + w_bytes + lane_bytes)) return NULL;
   mnq_gemm_packed *P = mem;
   P->k = k;
   P->kgroups = kp / 2;
@@ -67,6 +75,8 @@ static inline mnq_gemm_packed *mnq_gemm_pack_i16(const uint8_t *weights, const i
   P->zw_corr = 0;
   P->bias = (int32_t *)((uint8_t *)mem + head);
   P->w = (int8_t *)((uint8_t *)mem + head + bias_bytes);
+  P->rq_lanes = channel_multipliers ? (int32_t *)((uint8_t *)mem + head + bias_bytes + w_bytes) : NULL;
+  if (P->rq_lanes) mnq_rq_lanes_fill(P->rq_lanes, channel_multipliers, channel_shifts, n, np);
   int16_t *w16 = (int16_t *)P->w;
   for (int j = 0; j < np; j++) P->bias[j] = j < n ? bias_folded[j] : 0;
   for (int j = 0; j < np; j++)

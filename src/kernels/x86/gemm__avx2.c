@@ -21,8 +21,12 @@
 
 /* The one requantization call site: 8 int32 sums of output channels [n0, n0 + 8) -> min(nc, 8) bytes. */
 static inline void store_requantized(uint8_t *c, __m256i acc, const rq256 *q, int n0, int nc) {
-  (void)n0; /* where per-channel parameters would be read */
-  rq256_store8(c, rq256_apply(acc, q), nc);
+  if (q->lanes) { /* per-channel layer: the multipliers and shifts of channels n0.. (n0 % 8 == 0) */
+    const rq256 qc = rq256_channels(q, q->lanes + (n0 / 8) * MNQ_RQ_LANES_PER_BLOCK);
+    rq256_store8(c, rq256_apply(acc, &qc), nc);
+  } else {
+    rq256_store8(c, rq256_apply(acc, q), nc);
+  }
 }
 
 #define ROWS_1(X) X(0)
@@ -107,7 +111,8 @@ static int16_t *scratch16(const mnq_work *w) { return (int16_t *)(((uintptr_t)w-
 
 void mnq_pwconv_u8_6x16c2__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
   const mnq_gemm_packed *P = L->packed;
-  const rq256 q = rq256_init(&L->d); /* once per layer run, shared by every microkernel call */
+  rq256 q = rq256_init(&L->d); /* once per layer run, shared by every microkernel call */
+  q.lanes = P->rq_lanes;
   const int K = P->k, kp = P->kgroups * 2;
   long m0, m1;
   int b0, b1;
@@ -130,7 +135,8 @@ void mnq_pwconv_u8_6x16c2__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *
 void mnq_conv_u8_im2col_6x16c2__avx2(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch,
                                      const mnq_work *w) {
   const mnq_gemm_packed *P = L->packed;
-  const rq256 q = rq256_init(&L->d);
+  rq256 q = rq256_init(&L->d);
+  q.lanes = P->rq_lanes;
   const int kp = P->kgroups * 2;
   long m0, m1;
   int b0, b1;

@@ -1,6 +1,6 @@
-/* Requantization of 8 int32 accumulators to uint8 (mnq_requantize, exact) for
- * the AVX2-level GEMM kernels (AVX2 and AVX-VNNI). Included only by files
- * compiled with AVX2 flags. */
+/* Requantization of 8 int32 accumulators to uint8 (mnq_requantize_channel, exact)
+ * for the AVX2-level GEMM kernels (AVX2 and AVX-VNNI; only the AVX2 ones take
+ * per-channel layers). Included only by files compiled with AVX2 flags. */
 #ifndef MNQ_X86_REQUANT_AVX2_H
 #define MNQ_X86_REQUANT_AVX2_H
 
@@ -13,29 +13,45 @@
 #include "../internal.h"
 
 typedef struct {
-  __m256i mult, nudge, zp, lo, hi, rmask, rhalf;
-  __m128i lshift, rshift;
+  __m256i mult, mult_odd, nudge, zp, lo, hi, rmask, rhalf, lshift, rshift;
+  const int32_t *lanes; /* per-channel layers: rq_lanes.h blocks of every 8 channels; NULL per tensor */
 } rq256;
 
+/* Per-tensor requantization: every lane gets the layer's multiplier and shift. */
 static inline rq256 rq256_init(const mnq_layer_desc *d) {
   const int left = d->shift > 0 ? d->shift : 0, right = d->shift > 0 ? 0 : -d->shift;
   const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
-  rq256 q = {_mm256_set1_epi64x(d->multiplier), _mm256_set1_epi64x((int64_t)1 << 30), _mm256_set1_epi32(d->out_zp),
+  const __m256i mult = _mm256_set1_epi64x(d->multiplier);
+  rq256 q = {mult, mult, _mm256_set1_epi64x((int64_t)1 << 30), _mm256_set1_epi32(d->out_zp),
              _mm256_set1_epi32(d->act_min), _mm256_set1_epi32(d->act_max), _mm256_set1_epi32(mask),
-             _mm256_set1_epi32(mask >> 1), _mm_cvtsi32_si128(left), _mm_cvtsi32_si128(right)};
+             _mm256_set1_epi32(mask >> 1), _mm256_set1_epi32(left), _mm256_set1_epi32(right)};
   return q;
 }
 
-/* mnq_requantize on 8 lanes; see requant_avx512.h for why floor((ab + 2^30) >> 31) is SRDHM here. */
+/* Per-channel requantization of 8 output channels: `lanes` is their mnq_rq256_lanes
+ * block (gemm.h), prepared at plan time; zero point and clamp come from `base`. */
+static inline rq256 rq256_channels(const rq256 *base, const int32_t *lanes) {
+  rq256 q = *base;
+  q.mult = _mm256_load_si256((const __m256i *)lanes);
+  q.mult_odd = _mm256_srli_epi64(q.mult, 32);
+  q.lshift = _mm256_load_si256((const __m256i *)(lanes + 8));
+  q.rshift = _mm256_load_si256((const __m256i *)(lanes + 16));
+  q.rmask = _mm256_load_si256((const __m256i *)(lanes + 24));
+  q.rhalf = _mm256_srli_epi32(q.rmask, 1);
+  return q;
+}
+
+/* mnq_requantize on 8 lanes, each with its own multiplier and shift (all equal per
+ * tensor); see requant_avx512.h for why floor((ab + 2^30) >> 31) is SRDHM here. */
 static inline __m256i rq256_apply(__m256i acc, const rq256 *q) {
-  const __m256i a = _mm256_sll_epi32(acc, q->lshift);
+  const __m256i a = _mm256_sllv_epi32(acc, q->lshift);
   const __m256i even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(a, q->mult), q->nudge), 31);
   const __m256i odd = _mm256_slli_epi64(
-      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), q->mult), q->nudge), 1);
+      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), q->mult_odd), q->nudge), 1);
   const __m256i x = _mm256_blend_epi32(even, odd, 0xAA);
   const __m256i rem = _mm256_and_si256(x, q->rmask);
   const __m256i threshold = _mm256_sub_epi32(q->rhalf, _mm256_srai_epi32(x, 31));
-  __m256i y = _mm256_sra_epi32(x, q->rshift);
+  __m256i y = _mm256_srav_epi32(x, q->rshift);
   y = _mm256_sub_epi32(y, _mm256_cmpgt_epi32(rem, threshold)); /* true lanes are -1 */
   y = _mm256_add_epi32(y, q->zp);
   return _mm256_min_epi32(_mm256_max_epi32(y, q->lo), q->hi);
