@@ -122,6 +122,7 @@ const char *mnq_isa_name(int isa) {
 }
 
 #define USE(fn) (L->kernel = fn, L->kernel_name = #fn)
+#define USE_EXPANDED(fn) USE(fn) /* fn a macro naming the kernel */
 
 /* Each op's choice lives in its own function: the fastest kernel at or below
  * `isa` that handles this layer's shape, else the scalar oracle. A kernel that
@@ -142,6 +143,23 @@ static int fold_conv_bias(mnq_layer *L) {
   }
   return 0;
 }
+#endif
+
+#ifdef MNQ_ARM_KERNELS
+/* arm/gemm_driver.h: one GEMM per level serves pointwise layers and (through im2col) convs */
+int mnq_gemm_u8_prepare__neon(mnq_layer *L);
+#ifdef __aarch64__
+#define MNQ_ARM_NEON_GEMM mnq_gemm_u8_4x16__neon
+#else
+#define MNQ_ARM_NEON_GEMM mnq_gemm_u8_4x8__neon
+#endif
+void MNQ_ARM_NEON_GEMM(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+int mnq_dwconv_u8_prepare__neon(mnq_layer *L);
+void mnq_dwconv_u8_16c__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+#ifdef __aarch64__
+int mnq_gemm_u8_prepare__neondot(mnq_layer *L);
+void mnq_gemm_u8_4x16c4__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+#endif
 #endif
 
 static int select_conv(mnq_layer *L, int isa) {
@@ -179,33 +197,34 @@ static int select_conv(mnq_layer *L, int isa) {
     return 0;
   }
 #endif
+#if defined(MNQ_ARM_KERNELS) && defined(__aarch64__)
+  if (isa >= MNQ_ISA_NEONDOT) {
+    USE(mnq_gemm_u8_4x16c4__neondot); /* im2col rows through the GEMM */
+    return mnq_gemm_u8_prepare__neondot(L);
+  }
+#endif
+#ifdef MNQ_ARM_KERNELS
+  if (isa >= MNQ_ISA_NEON) {
+    USE_EXPANDED(MNQ_ARM_NEON_GEMM);
+    return mnq_gemm_u8_prepare__neon(L);
+  }
+#endif
   (void)isa;
   USE(mnq_conv_u8__scalar);
   return 0;
 }
 
-#ifdef MNQ_ARM_KERNELS
-int mnq_pwconv_u8_prepare__neon(mnq_layer *L);
-void mnq_pwconv_u8__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-int mnq_dwconv_u8_prepare__neon(mnq_layer *L);
-void mnq_dwconv_u8__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-#ifdef __aarch64__
-int mnq_pwconv_u8_prepare__neondot(mnq_layer *L);
-void mnq_pwconv_u8__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
-#endif
-#endif
-
 static int select_pointwise(mnq_layer *L, int isa) {
 #if defined(MNQ_ARM_KERNELS) && defined(__aarch64__)
   if (isa >= MNQ_ISA_NEONDOT) {
-    USE(mnq_pwconv_u8__neondot);
-    return mnq_pwconv_u8_prepare__neondot(L);
+    USE(mnq_gemm_u8_4x16c4__neondot);
+    return mnq_gemm_u8_prepare__neondot(L);
   }
 #endif
 #ifdef MNQ_ARM_KERNELS
   if (isa >= MNQ_ISA_NEON) {
-    USE(mnq_pwconv_u8__neon);
-    return mnq_pwconv_u8_prepare__neon(L);
+    USE_EXPANDED(MNQ_ARM_NEON_GEMM);
+    return mnq_gemm_u8_prepare__neon(L);
   }
 #endif
 #ifdef MNQ_X86_KERNELS
@@ -278,7 +297,7 @@ static int select_depthwise(mnq_layer *L, int isa) {
 #ifdef MNQ_ARM_KERNELS
   /* depthwise gains nothing from the dot product: one NEON kernel serves both levels */
   if (isa >= MNQ_ISA_NEON) {
-    USE(mnq_dwconv_u8__neon);
+    USE(mnq_dwconv_u8_16c__neon);
     return mnq_dwconv_u8_prepare__neon(L);
   }
 #endif

@@ -74,6 +74,16 @@ static inline uint8_t mnq_requantize(int32_t acc, const mnq_layer_desc *d) {
   return (uint8_t)y;
 }
 
+/* Output channel c of a conv-like layer: its own multiplier/shift when the layer
+ * has per-channel requantization, else the per-tensor pair. */
+static inline uint8_t mnq_requantize_channel(int32_t acc, const mnq_layer_desc *d, int c) {
+  if (!d->channel_multipliers) return mnq_requantize(acc, d);
+  int32_t y = mnq_mul_by_multiplier(acc, d->channel_multipliers[c], d->channel_shifts[c]) + d->out_zp;
+  if (y < d->act_min) y = d->act_min;
+  if (y > d->act_max) y = d->act_max;
+  return (uint8_t)y;
+}
+
 /* ---- uint8 softmax building blocks (gemmlowp fixed point, ref/pool_softmax_scalar.c) ---- */
 #define MNQ_SOFTMAX_ACCUM_INT_BITS 12
 /* exp(diff * beta * input_scale) in Q0, for diff <= 0 with diff >= softmax_diff_min. */

@@ -27,7 +27,7 @@ void mnq_conv_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, in
               acc += ((int32_t)x[ic] - d->in_zp) * ((int32_t)k[ic] - d->w_zp);
           }
         }
-        o[oc] = mnq_requantize(acc, d);
+        o[oc] = mnq_requantize_channel(acc, d, oc);
       }
     }
   }
@@ -57,7 +57,7 @@ void mnq_dwconv_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, 
             acc += (x - d->in_zp) * (k - d->w_zp);
           }
         }
-        o[c] = mnq_requantize(acc, d);
+        o[c] = mnq_requantize_channel(acc, d, c);
       }
     }
   }
@@ -77,7 +77,7 @@ void mnq_pwconv_u8__scalar(const mnq_layer *L, const uint8_t *in, uint8_t *out, 
       const uint8_t *k = d->weights + (long)n * K;
       int32_t acc = L->bias_folded[n];
       for (int i = 0; i < K; i++) acc += (int32_t)x[i] * ((int32_t)k[i] - d->w_zp);
-      out[m * N + n] = mnq_requantize(acc, d);
+      out[m * N + n] = mnq_requantize_channel(acc, d, n);
     }
   }
 }

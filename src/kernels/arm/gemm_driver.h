@@ -1,0 +1,153 @@
+/* The layer side of the ARM GEMM kernels, shared by every ISA's microkernel:
+ * weight packing (once, at net creation), tiling the output pixels, im2col for
+ * a general conv, per-row offsets, the split across work parts. The microkernels
+ * themselves only see rows, channels, K and prepared parameters.
+ *
+ * Arithmetic (see DESIGN.md): acc = bias + sum (x - zx)(w - zw)
+ *   = [bias - zx * sum (w - zw)]  +  sum x (w - zw)
+ * The bracket is per output channel and folded at packing time over every tap
+ * (im2col fills padding taps with zx, so they contribute zero either way). A
+ * kernel that multiplies raw uint8 weights adds the per-row term -zw * sum x.
+ *
+ * Packed block (one allocation, freed by the net): this header, then int32 bias[Np],
+ * the requantization arrays (3 x Np int32), then the kernel's weight panels:
+ * Np/NR panels of Kp x NR weights in the kernel's own order and type. */
+#ifndef MNQ_ARM_GEMM_DRIVER_H
+#define MNQ_ARM_GEMM_DRIVER_H
+
+#include <stdlib.h>
+
+#include "../internal.h"
+#include "requant_neon.h"
+
+typedef struct {
+  int K, Kp, Np;        /* reduction length (k_h*k_w*in_c), padded; channels padded */
+  const int32_t *bias;  /* folded, Np */
+  mnq_arm_rq rq;
+  const void *weights;  /* panels, panel p at p * Kp * NR elements */
+} mnq_arm_gemm_packed;
+
+static inline int mnq_arm_round_up(int v, int r) { return (v + r - 1) / r * r; }
+
+/* Panel element for output channel n, reduction index k (both already padded
+ * space) -> offset inside the panel of that channel. */
+typedef size_t (*mnq_arm_panel_offset_fn)(int n_in_panel, int k);
+
+/* Packs weights [N][K] (uint8, k fastest) for a kernel with tile NR and k-step KR.
+ * elem_bytes 1: stores w (raw uint8); 2: stores int16 (w - zw). */
+static inline mnq_arm_gemm_packed *mnq_arm_gemm_pack(const mnq_layer_desc *d, int NR, int KR, int elem_bytes,
+                                                     mnq_arm_panel_offset_fn offset) {
+  const int K = d->k_h * d->k_w * d->in_c, N = d->out_c;
+  const int Kp = mnq_arm_round_up(K, KR), Np = mnq_arm_round_up(N, NR);
+  const size_t head = (sizeof(mnq_arm_gemm_packed) + 63) & ~(size_t)63;
+  const size_t params = (size_t)Np * 4 + mnq_arm_rq_bytes(Np);
+  uint8_t *mem = calloc(1, head + params + (size_t)Np * Kp * elem_bytes);
+  if (!mem) return NULL;
+  mnq_arm_gemm_packed *pk = (mnq_arm_gemm_packed *)mem;
+  int32_t *bias = (int32_t *)(mem + head);
+  mnq_arm_rq_fill(&pk->rq, bias + Np, d, Np);
+  uint8_t *panels = mem + head + params;
+  for (int n = 0; n < N; n++) {
+    const uint8_t *wn = d->weights + (size_t)n * K;
+    int32_t wsum = 0;
+    uint8_t *panel = panels + (size_t)(n / NR) * Kp * NR * elem_bytes;
+    for (int k = 0; k < K; k++) {
+      wsum += (int32_t)wn[k] - d->w_zp;
+      const size_t at = offset(n % NR, k);
+      if (elem_bytes == 1) panel[at] = wn[k];
+      else ((int16_t *)panel)[at] = (int16_t)(wn[k] - d->w_zp);
+    }
+    bias[n] = (d->bias ? d->bias[n] : 0) - d->in_zp * wsum;
+  }
+  pk->K = K, pk->Kp = Kp, pk->Np = Np;
+  pk->bias = bias;
+  pk->weights = panels;
+  return pk;
+}
+
+/* One im2col row: the K = k_h*k_w*in_c inputs under output pixel `pixel` (padding
+ * taps = in_zp), then zeros up to Kp. */
+static inline void mnq_arm_im2col_row(const mnq_layer_desc *d, const uint8_t *in, long pixel, int Kp, uint8_t *row) {
+  const long per_image = (long)d->out_h * d->out_w;
+  const long n = pixel / per_image;
+  const int oy = (int)(pixel % per_image / d->out_w), ox = (int)(pixel % d->out_w);
+  const int cin = d->in_c, seg = d->k_w * cin;
+  const int x0 = ox * d->stride_w - d->pad_left;
+  const int kx0 = x0 < 0 ? -x0 : 0, kx1 = d->in_w - x0 < d->k_w ? d->in_w - x0 : d->k_w;
+  uint8_t *dst = row;
+  for (int ky = 0; ky < d->k_h; ky++, dst += seg) {
+    const int iy = oy * d->stride_h - d->pad_top + ky;
+    if (iy < 0 || iy >= d->in_h || kx1 <= kx0) {
+      memset(dst, d->in_zp, (size_t)seg);
+      continue;
+    }
+    if (kx0 > 0) memset(dst, d->in_zp, (size_t)kx0 * cin);
+    memcpy(dst + kx0 * cin, in + ((n * d->in_h + iy) * d->in_w + x0 + kx0) * cin, (size_t)(kx1 - kx0) * cin);
+    if (kx1 < d->k_w) memset(dst + kx1 * cin, d->in_zp, (size_t)(d->k_w - kx1) * cin);
+  }
+  memset(dst, 0, (size_t)(Kp - (dst - row)));
+}
+
+/* A microkernel: out[r][0..nc) for r < mr from rows a[0..MR) (Kp bytes each; rows
+ * past mr repeat a valid one), the panel of these NR channels, per-row offsets and
+ * the channels' bias and requantization (already at the panel's first channel). */
+typedef void (*mnq_arm_gemm_ukernel_fn)(int mr, int nc, int Kp, const uint8_t *const *a, const void *panel,
+                                        const int32_t *bias, const int32_t *row_offset, const mnq_arm_rq *rq, int n0,
+                                        uint8_t *out, long out_stride);
+
+/* sum of a row's Kp bytes (NULL when the kernel needs no row term) */
+typedef int32_t (*mnq_arm_row_sum_fn)(const uint8_t *a, int Kp);
+
+/* Scratch per work part: MR rows of Kp bytes (im2col rows or zero-padded copies). */
+static inline size_t mnq_arm_gemm_scratch(const mnq_arm_gemm_packed *pk, int MR) { return (size_t)MR * pk->Kp; }
+
+/* Runs a pointwise (1x1 stride 1, rows read in place when K == Kp) or general conv
+ * (im2col) layer: this part's share of MR-pixel tiles, each against every panel. */
+static inline void mnq_arm_gemm_layer(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w,
+                                      int MR, int NR, int elem_bytes, mnq_arm_gemm_ukernel_fn ukernel,
+                                      mnq_arm_row_sum_fn row_sum) {
+  const mnq_layer_desc *d = &L->d;
+  const mnq_arm_gemm_packed *pk = (const mnq_arm_gemm_packed *)L->packed;
+  const int N = d->out_c, K = pk->K, Kp = pk->Kp;
+  const int im2col = d->op != MNQ_OP_POINTWISE;
+  const long M = (long)batch * d->out_h * d->out_w;
+  long t0, t1;
+  mnq_partition((M + MR - 1) / MR, w, &t0, &t1);
+  const uint8_t *a[8];
+  int32_t row_offset[8];
+  for (long t = t0; t < t1; t++) {
+    const long m = t * MR;
+    const int rows = M - m < MR ? (int)(M - m) : MR;
+    for (int r = 0; r < rows; r++) {
+      uint8_t *buf = w->scratch + (size_t)r * Kp;
+      if (im2col) {
+        mnq_arm_im2col_row(d, in, m + r, Kp, buf);
+        a[r] = buf;
+      } else if (K != Kp) {
+        memcpy(buf, in + (m + r) * K, (size_t)K);
+        memset(buf + K, 0, (size_t)(Kp - K));
+        a[r] = buf;
+      } else {
+        a[r] = in + (m + r) * K;
+      }
+      row_offset[r] = row_sum ? -d->w_zp * row_sum(a[r], Kp) : 0;
+    }
+    for (int r = rows; r < MR; r++) a[r] = a[rows - 1], row_offset[r] = row_offset[rows - 1];
+    for (int n0 = 0; n0 < N; n0 += NR)
+      ukernel(rows, N - n0 < NR ? N - n0 : NR, Kp, a, (const uint8_t *)pk->weights + (size_t)n0 * Kp * elem_bytes,
+              pk->bias + n0, row_offset, &pk->rq, n0, out + m * N + n0, N);
+  }
+}
+
+/* Stores the first nc of 16 bytes (a channel tail never writes past the row). */
+static inline void mnq_arm_store_u8x16(uint8_t *dst, uint8x16_t v, int nc) {
+  if (nc == 16) {
+    vst1q_u8(dst, v);
+  } else {
+    uint8_t tmp[16];
+    vst1q_u8(tmp, v);
+    memcpy(dst, tmp, (size_t)nc);
+  }
+}
+
+#endif
