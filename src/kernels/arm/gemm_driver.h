@@ -88,11 +88,12 @@ static inline void mnq_arm_im2col_row(const mnq_layer_desc *d, const uint8_t *in
   memset(dst, 0, (size_t)(Kp - (dst - row)));
 }
 
-/* A microkernel: out[r][0..nc) for r < mr from rows a[0..MR) (Kp bytes each; rows
- * past mr repeat a valid one), the panel of these NR channels, per-row offsets and
- * the channels' bias and requantization (already at the panel's first channel). */
-typedef void (*mnq_arm_gemm_ukernel_fn)(int mr, int nc, int Kp, const uint8_t *const *a, const void *panel,
-                                        const int32_t *bias, const int32_t *row_offset, const mnq_arm_rq *rq, int n0,
+/* A microkernel: out[r][0..N) for r < mr from rows a[0..MR) (Kp bytes each; rows
+ * past mr repeat a valid one), all N/NR panels (consecutive), per-row offsets, the
+ * folded bias and the requantization. It walks the panels itself so that a row
+ * tile's pointers and constants are set up once. */
+typedef void (*mnq_arm_gemm_ukernel_fn)(int mr, int N, int Kp, const uint8_t *const *a, const void *panels,
+                                        const int32_t *bias, const int32_t *row_offset, const mnq_arm_rq *rq,
                                         uint8_t *out, long out_stride);
 
 /* sum of a row's Kp bytes (NULL when the kernel needs no row term) */
@@ -104,7 +105,7 @@ static inline size_t mnq_arm_gemm_scratch(const mnq_arm_gemm_packed *pk, int MR)
 /* Runs a pointwise (1x1 stride 1, rows read in place when K == Kp) or general conv
  * (im2col) layer: this part's share of MR-pixel tiles, each against every panel. */
 static inline void mnq_arm_gemm_layer(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w,
-                                      int MR, int NR, int elem_bytes, mnq_arm_gemm_ukernel_fn ukernel,
+                                      int MR, mnq_arm_gemm_ukernel_fn ukernel,
                                       mnq_arm_row_sum_fn row_sum) {
   const mnq_layer_desc *d = &L->d;
   const mnq_arm_gemm_packed *pk = (const mnq_arm_gemm_packed *)L->packed;
@@ -133,9 +134,7 @@ static inline void mnq_arm_gemm_layer(const mnq_layer *L, const uint8_t *in, uin
       row_offset[r] = row_sum ? -d->w_zp * row_sum(a[r], Kp) : 0;
     }
     for (int r = rows; r < MR; r++) a[r] = a[rows - 1], row_offset[r] = row_offset[rows - 1];
-    for (int n0 = 0; n0 < N; n0 += NR)
-      ukernel(rows, N - n0 < NR ? N - n0 : NR, Kp, a, (const uint8_t *)pk->weights + (size_t)n0 * Kp * elem_bytes,
-              pk->bias + n0, row_offset, &pk->rq, n0, out + m * N + n0, N);
+    ukernel(rows, N, Kp, a, pk->weights, pk->bias, row_offset, &pk->rq, out + m * N, N);
   }
 }
 
@@ -148,6 +147,36 @@ static inline void mnq_arm_store_u8x16(uint8_t *dst, uint8x16_t v, int nc) {
     vst1q_u8(tmp, v);
     memcpy(dst, tmp, (size_t)nc);
   }
+}
+
+/* Requantizes and stores an MR x 16 tile of accumulators acc[r][16] (channels
+ * n0..n0+15) to out (row stride out_stride), the first mr rows and nc channels.
+ * right_only is a constant in each caller (see mnq_arm_rq). */
+static inline __attribute__((always_inline)) void mnq_arm_requant_tile_x16(const int32_t *acc, int MR, int mr, int nc,
+                                                                           const mnq_arm_rq *rq, int n0, uint8_t *out,
+                                                                           long out_stride, const int right_only) {
+  const int32_t *mp = rq->multiplier + n0, *lp = rq->left_shift + n0, *rp = rq->right_shift_neg + n0;
+  const int32x4_t m0 = vld1q_s32(mp), m1 = vld1q_s32(mp + 4), m2 = vld1q_s32(mp + 8), m3 = vld1q_s32(mp + 12);
+  const int32x4_t r0 = vld1q_s32(rp), r1 = vld1q_s32(rp + 4), r2 = vld1q_s32(rp + 8), r3 = vld1q_s32(rp + 12);
+  int32x4_t l0 = r0, l1 = r1, l2 = r2, l3 = r3; /* unused when right_only */
+  if (!right_only) l0 = vld1q_s32(lp), l1 = vld1q_s32(lp + 4), l2 = vld1q_s32(lp + 8), l3 = vld1q_s32(lp + 12);
+  const int16x8_t zp = vdupq_n_s16(rq->out_zp);
+  const uint8x16_t lo = vdupq_n_u8(rq->act_min), hi = vdupq_n_u8(rq->act_max);
+#define MNQ_ARM_ROW(r)                                                                                          \
+  mnq_arm_rq_u8x16(mnq_arm_rq_add_zp(mnq_arm_rq_scale(vld1q_s32(acc + 16 * (r)), m0, l0, r0, right_only),        \
+                                     mnq_arm_rq_scale(vld1q_s32(acc + 16 * (r) + 4), m1, l1, r1, right_only), zp), \
+                   mnq_arm_rq_add_zp(mnq_arm_rq_scale(vld1q_s32(acc + 16 * (r) + 8), m2, l2, r2, right_only),    \
+                                     mnq_arm_rq_scale(vld1q_s32(acc + 16 * (r) + 12), m3, l3, r3, right_only), zp), \
+                   lo, hi)
+  if (mr == 4 && MR == 4 && nc == 16) { /* the common case, straight-line */
+    vst1q_u8(out, MNQ_ARM_ROW(0));
+    vst1q_u8(out + out_stride, MNQ_ARM_ROW(1));
+    vst1q_u8(out + 2 * out_stride, MNQ_ARM_ROW(2));
+    vst1q_u8(out + 3 * out_stride, MNQ_ARM_ROW(3));
+    return;
+  }
+  for (int r = 0; r < mr; r++) mnq_arm_store_u8x16(out + r * out_stride, MNQ_ARM_ROW(r), nc);
+#undef MNQ_ARM_ROW
 }
 
 #endif

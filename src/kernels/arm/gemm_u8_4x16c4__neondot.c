@@ -41,63 +41,40 @@ static int32_t row_sum(const uint8_t *a, int Kp) {
 #define STORE_ROW_(c0, c1, c2, c3) "st1 {" c0 ".4s - " c3 ".4s}, [%[acc]], #64\n"
 #define STORE_ROW(acc) STORE_ROW_(acc)
 
-/* channel quarter v of the 16: its multiplier, left shift and negated right shift */
-#define RQ_ARGS int32x4_t m0, int32x4_t m1, int32x4_t m2, int32x4_t m3, int32x4_t l0, int32x4_t l1, int32x4_t l2, \
-                int32x4_t l3, int32x4_t r0, int32x4_t r1, int32x4_t r2, int32x4_t r3
-static inline uint8x16_t requant_row(const int32_t *acc, RQ_ARGS, int right_only, int16x8_t zp, uint8x16_t lo,
-                                     uint8x16_t hi) {
-  const int32x4_t y0 = mnq_arm_rq_scale(vld1q_s32(acc), m0, l0, r0, right_only);
-  const int32x4_t y1 = mnq_arm_rq_scale(vld1q_s32(acc + 4), m1, l1, r1, right_only);
-  const int32x4_t y2 = mnq_arm_rq_scale(vld1q_s32(acc + 8), m2, l2, r2, right_only);
-  const int32x4_t y3 = mnq_arm_rq_scale(vld1q_s32(acc + 12), m3, l3, r3, right_only);
-  return mnq_arm_rq_u8x16(mnq_arm_rq_add_zp(y0, y1, zp), mnq_arm_rq_add_zp(y2, y3, zp), lo, hi);
-}
-
-static void gemm_u8_4x16c4__neondot(int mr, int nc, int Kp, const uint8_t *const *a, const void *panel,
-                                    const int32_t *bias, const int32_t *row_offset, const mnq_arm_rq *rq, int n0,
+static void gemm_u8_4x16c4__neondot(int mr, int N, int Kp, const uint8_t *const *a, const void *panels,
+                                    const int32_t *bias, const int32_t *row_offset, const mnq_arm_rq *rq,
                                     uint8_t *out, long out_stride) {
-  const uint8_t *x0 = a[0], *x1 = a[1], *x2 = a[2], *x3 = a[3];
-  const uint8_t *wp = (const uint8_t *)panel;
-  const int32_t *roff = row_offset;
+  const uint8_t *wp = (const uint8_t *)panels; /* the asm walks it from panel to panel */
   int32_t acc[MR][NR];
-  int32_t *accp = &acc[0][0];
-  int steps = Kp / KR;
-  /* Assembly: compiled from intrinsics, GCC loads all four weight groups of a step up
-   * front and spills accumulators. Per 16 k: 4 row loads, 4 group loads, 64 UDOTs and
-   * 2 loop instructions (16 MACs in 74 instructions... 13.8 MACs/instruction). */
-  __asm__ volatile(
-      "ld1 {v28.4s - v31.4s}, [%[bias]]\n"
-      INIT_ROW(ACC_0) INIT_ROW(ACC_1) INIT_ROW(ACC_2) INIT_ROW(ACC_3)
-      "1:\n"
-      "ldr q24, [%[x0]], #16\n"
-      "ldr q25, [%[x1]], #16\n"
-      "ldr q26, [%[x2]], #16\n"
-      "ldr q27, [%[x3]], #16\n"
-      DOT_GROUP("0") DOT_GROUP("1") DOT_GROUP("2") DOT_GROUP("3")
-      "subs %w[steps], %w[steps], #1\n"
-      "b.ne 1b\n"
-      STORE_ROW(ACC_0) STORE_ROW(ACC_1) STORE_ROW(ACC_2) STORE_ROW(ACC_3)
-      : [x0] "+r"(x0), [x1] "+r"(x1), [x2] "+r"(x2), [x3] "+r"(x3), [wp] "+r"(wp), [steps] "+r"(steps),
-        [roff] "+r"(roff), [acc] "+r"(accp)
-      : [bias] "r"(bias)
-      : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20", "v21",
-        "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31");
-  const int32_t *mp = rq->multiplier + n0, *lp = rq->left_shift + n0, *rp = rq->right_shift_neg + n0;
-  const int32x4_t m0 = vld1q_s32(mp), m1 = vld1q_s32(mp + 4), m2 = vld1q_s32(mp + 8), m3 = vld1q_s32(mp + 12);
-  const int32x4_t l0 = vld1q_s32(lp), l1 = vld1q_s32(lp + 4), l2 = vld1q_s32(lp + 8), l3 = vld1q_s32(lp + 12);
-  const int32x4_t r0 = vld1q_s32(rp), r1 = vld1q_s32(rp + 4), r2 = vld1q_s32(rp + 8), r3 = vld1q_s32(rp + 12);
-  const int16x8_t zp = vdupq_n_s16(rq->out_zp);
-  const uint8x16_t lo = vdupq_n_u8(rq->act_min), hi = vdupq_n_u8(rq->act_max);
-  /* the branch once per tile; inside, right_only is a constant */
-#define STORE_ROWS(right_only)                                                                              \
-  for (int r = 0; r < mr; r++)                                                                              \
-    mnq_arm_store_u8x16(out + r * out_stride, requant_row(acc[r], m0, m1, m2, m3, l0, l1, l2, l3, r0, r1, r2, r3, right_only, zp, lo, hi), nc)
-  if (rq->right_only) {
-    STORE_ROWS(1);
-  } else {
-    STORE_ROWS(0);
+  for (int n0 = 0; n0 < N; n0 += NR) {
+    const uint8_t *x0 = a[0], *x1 = a[1], *x2 = a[2], *x3 = a[3];
+    const int32_t *roff = row_offset, *bp = bias + n0;
+    int32_t *accp = &acc[0][0];
+    int steps = Kp / KR;
+    /* Assembly: compiled from intrinsics, GCC loads all four weight groups of a step up
+     * front and spills accumulators. Per 16 k: 4 row loads, 4 group loads, 64 UDOTs and
+     * 2 loop instructions (1024 MACs in 74 instructions). */
+    __asm__ volatile(
+        "ld1 {v28.4s - v31.4s}, [%[bias]]\n"
+        INIT_ROW(ACC_0) INIT_ROW(ACC_1) INIT_ROW(ACC_2) INIT_ROW(ACC_3)
+        "1:\n"
+        "ldr q24, [%[x0]], #16\n"
+        "ldr q25, [%[x1]], #16\n"
+        "ldr q26, [%[x2]], #16\n"
+        "ldr q27, [%[x3]], #16\n"
+        DOT_GROUP("0") DOT_GROUP("1") DOT_GROUP("2") DOT_GROUP("3")
+        "subs %w[steps], %w[steps], #1\n"
+        "b.ne 1b\n"
+        STORE_ROW(ACC_0) STORE_ROW(ACC_1) STORE_ROW(ACC_2) STORE_ROW(ACC_3)
+        : [x0] "+r"(x0), [x1] "+r"(x1), [x2] "+r"(x2), [x3] "+r"(x3), [wp] "+r"(wp), [steps] "+r"(steps),
+          [roff] "+r"(roff), [acc] "+r"(accp)
+        : [bias] "r"(bp)
+        : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20", "v21",
+          "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31");
+    const int nc = N - n0 < NR ? N - n0 : NR;
+    if (rq->right_only) mnq_arm_requant_tile_x16(&acc[0][0], MR, mr, nc, rq, n0, out + n0, out_stride, 1);
+    else mnq_arm_requant_tile_x16(&acc[0][0], MR, mr, nc, rq, n0, out + n0, out_stride, 0);
   }
-#undef STORE_ROWS
 }
 
 /* Pointwise and general conv layers (the dispatcher picks by op). */
@@ -110,5 +87,5 @@ int mnq_gemm_u8_prepare__neondot(mnq_layer *L) {
 }
 
 void mnq_gemm_u8_4x16c4__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
-  mnq_arm_gemm_layer(L, in, out, batch, w, MR, NR, 1, gemm_u8_4x16c4__neondot, row_sum);
+  mnq_arm_gemm_layer(L, in, out, batch, w, MR, gemm_u8_4x16c4__neondot, row_sum);
 }

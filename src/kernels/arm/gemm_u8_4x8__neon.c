@@ -43,11 +43,9 @@ static void store8(uint8_t *dst, uint8x8_t v, int nc) {
   }
 }
 
-static void gemm_u8_4x8__neon(int mr, int nc, int Kp, const uint8_t *const *a, const void *panel,
-                              const int32_t *bias, const int32_t *row_offset, const mnq_arm_rq *rq, int n0,
-                              uint8_t *out, long out_stride) {
-  (void)row_offset; /* int16 (w - zw) weights: no per-row term */
-  const int16_t *wp = (const int16_t *)panel;
+/* One panel: rows a[0..4) x channels n0..n0+7 (the first nc stored). */
+static inline void panel_4x8(int mr, int nc, int Kp, const uint8_t *const *a, const int16_t *wp, const int32_t *bias,
+                             const mnq_arm_rq *rq, int n0, uint8_t *out, long out_stride) {
   const int32x4_t b0 = vld1q_s32(bias), b1 = vld1q_s32(bias + 4);
   int32x4_t c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1, c30 = b0, c31 = b1;
   for (int k = 0; k < Kp; k += KR, wp += KR * NR) {
@@ -70,6 +68,15 @@ static void gemm_u8_4x8__neon(int mr, int nc, int Kp, const uint8_t *const *a, c
   if (mr > 3) store8(out + 3 * out_stride, requant8(c30, c31, m0, m1, l0, l1, r0, r1, ro, zp, lo, hi), nc);
 }
 
+static void gemm_u8_4x8__neon(int mr, int N, int Kp, const uint8_t *const *a, const void *panels,
+                              const int32_t *bias, const int32_t *row_offset, const mnq_arm_rq *rq, uint8_t *out,
+                              long out_stride) {
+  (void)row_offset; /* int16 (w - zw) weights: no per-row term */
+  for (int n0 = 0; n0 < N; n0 += NR)
+    panel_4x8(mr, N - n0 < NR ? N - n0 : NR, Kp, a, (const int16_t *)panels + (size_t)n0 * Kp, bias + n0, rq, n0,
+              out + n0, out_stride);
+}
+
 /* Pointwise and general conv layers (the dispatcher picks by op). */
 int mnq_gemm_u8_prepare__neon(mnq_layer *L) {
   mnq_arm_gemm_packed *pk = mnq_arm_gemm_pack(&L->d, NR, KR, 2, panel_offset);
@@ -80,6 +87,6 @@ int mnq_gemm_u8_prepare__neon(mnq_layer *L) {
 }
 
 void mnq_gemm_u8_4x8__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
-  mnq_arm_gemm_layer(L, in, out, batch, w, MR, NR, 2, gemm_u8_4x8__neon, NULL);
+  mnq_arm_gemm_layer(L, in, out, batch, w, MR, gemm_u8_4x8__neon, NULL);
 }
 #endif
