@@ -160,6 +160,12 @@ void mnq_dwconv_u8_16c__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out
 int mnq_gemm_u8_prepare__neondot(mnq_layer *L);
 void mnq_gemm_u8_4x16c4__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 #endif
+
+/* The ARM kernels run from their packed copy alone (weights, bias, requantization). */
+static int arm_packed(mnq_layer *L, int prepare_rc) {
+  L->packed_only = prepare_rc == 0;
+  return prepare_rc;
+}
 #endif
 
 static int select_conv(mnq_layer *L, int isa) {
@@ -200,13 +206,13 @@ static int select_conv(mnq_layer *L, int isa) {
 #if defined(MNQ_ARM_KERNELS) && defined(__aarch64__)
   if (isa >= MNQ_ISA_NEONDOT) {
     USE(mnq_gemm_u8_4x16c4__neondot); /* im2col rows through the GEMM */
-    return mnq_gemm_u8_prepare__neondot(L);
+    return arm_packed(L, mnq_gemm_u8_prepare__neondot(L));
   }
 #endif
 #ifdef MNQ_ARM_KERNELS
   if (isa >= MNQ_ISA_NEON) {
     USE_EXPANDED(MNQ_ARM_NEON_GEMM);
-    return mnq_gemm_u8_prepare__neon(L);
+    return arm_packed(L, mnq_gemm_u8_prepare__neon(L));
   }
 #endif
   (void)isa;
@@ -218,13 +224,13 @@ static int select_pointwise(mnq_layer *L, int isa) {
 #if defined(MNQ_ARM_KERNELS) && defined(__aarch64__)
   if (isa >= MNQ_ISA_NEONDOT) {
     USE(mnq_gemm_u8_4x16c4__neondot);
-    return mnq_gemm_u8_prepare__neondot(L);
+    return arm_packed(L, mnq_gemm_u8_prepare__neondot(L));
   }
 #endif
 #ifdef MNQ_ARM_KERNELS
   if (isa >= MNQ_ISA_NEON) {
     USE_EXPANDED(MNQ_ARM_NEON_GEMM);
-    return mnq_gemm_u8_prepare__neon(L);
+    return arm_packed(L, mnq_gemm_u8_prepare__neon(L));
   }
 #endif
 #ifdef MNQ_X86_KERNELS
@@ -298,7 +304,7 @@ static int select_depthwise(mnq_layer *L, int isa) {
   /* depthwise gains nothing from the dot product: one NEON kernel serves both levels */
   if (isa >= MNQ_ISA_NEON) {
     USE(mnq_dwconv_u8_16c__neon);
-    return mnq_dwconv_u8_prepare__neon(L);
+    return arm_packed(L, mnq_dwconv_u8_prepare__neon(L));
   }
 #endif
   (void)isa;
@@ -337,6 +343,8 @@ int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len) {
     case MNQ_OP_COPY: USE(mnq_copy_u8); break;
     default: rc = -1;
   }
+  /* these ops have no weight, bias or per-channel arrays */
+  if (L->d.op == MNQ_OP_AVGPOOL || L->d.op == MNQ_OP_SOFTMAX || L->d.op == MNQ_OP_COPY) L->packed_only = 1;
   if (rc && err && err_len) snprintf(err, err_len, "no kernel for layer (op %d): out of memory or unknown op", L->d.op);
   return rc;
 }
