@@ -66,8 +66,13 @@ static inline mnq_arm_gemm_packed *mnq_arm_gemm_pack(const mnq_layer_desc *d, in
 }
 
 /* One im2col row: the K = k_h*k_w*in_c inputs under output pixel `pixel` (padding
- * taps = in_zp), then zeros up to Kp. */
-static inline void mnq_arm_im2col_row(const mnq_layer_desc *d, const uint8_t *in, long pixel, int Kp, uint8_t *row) {
+ * taps = in_zp), then zeros up to Kp. The row buffer has MNQ_ARM_ROW_SLACK bytes
+ * beyond Kp: a short segment (the first conv's 3x3x3 rows: 9 bytes) is copied as one
+ * 16-byte vector when the input has 16 bytes there, and the zero tail as one vector. */
+enum { MNQ_ARM_ROW_SLACK = 16 };
+
+static inline void mnq_arm_im2col_row(const mnq_layer_desc *d, const uint8_t *in, const uint8_t *in_end, long pixel,
+                                      int Kp, uint8_t *row) {
   const long per_image = (long)d->out_h * d->out_w;
   const long n = pixel / per_image;
   const int oy = (int)(pixel % per_image / d->out_w), ox = (int)(pixel % d->out_w);
@@ -81,11 +86,18 @@ static inline void mnq_arm_im2col_row(const mnq_layer_desc *d, const uint8_t *in
       memset(dst, d->in_zp, (size_t)seg);
       continue;
     }
+    const uint8_t *src = in + ((n * d->in_h + iy) * d->in_w + x0 + kx0) * cin;
+    if (kx0 == 0 && kx1 == d->k_w && seg <= 16 && in_end - src >= 16) {
+      vst1q_u8(dst, vld1q_u8(src)); /* bytes past seg are overwritten next */
+      continue;
+    }
     if (kx0 > 0) memset(dst, d->in_zp, (size_t)kx0 * cin);
-    memcpy(dst + kx0 * cin, in + ((n * d->in_h + iy) * d->in_w + x0 + kx0) * cin, (size_t)(kx1 - kx0) * cin);
+    memcpy(dst + kx0 * cin, src, (size_t)(kx1 - kx0) * cin);
     if (kx1 < d->k_w) memset(dst + kx1 * cin, d->in_zp, (size_t)(d->k_w - kx1) * cin);
   }
-  memset(dst, 0, (size_t)(Kp - (dst - row)));
+  const int tail = Kp - (int)(dst - row);
+  if (tail <= 16) vst1q_u8(dst, vdupq_n_u8(0));
+  else memset(dst, 0, (size_t)tail);
 }
 
 /* A microkernel: out[r][0..N) for r < mr from rows a[0..MR) (Kp bytes each; rows
@@ -96,22 +108,25 @@ typedef void (*mnq_arm_gemm_ukernel_fn)(int mr, int N, int Kp, const uint8_t *co
                                         const int32_t *bias, const int32_t *row_offset, const mnq_arm_rq *rq,
                                         uint8_t *out, long out_stride);
 
-/* sum of a row's Kp bytes (NULL when the kernel needs no row term) */
-typedef int32_t (*mnq_arm_row_sum_fn)(const uint8_t *a, int Kp);
+/* sums[r] = sum of row a[r]'s Kp bytes, r < MR (NULL when the kernel needs no row term) */
+typedef void (*mnq_arm_row_sums_fn)(const uint8_t *const *a, int Kp, int32_t *sums);
 
-/* Scratch per work part: MR rows of Kp bytes (im2col rows or zero-padded copies). */
-static inline size_t mnq_arm_gemm_scratch(const mnq_arm_gemm_packed *pk, int MR) { return (size_t)MR * pk->Kp; }
+/* Scratch per work part: MR rows of Kp bytes (im2col rows or zero-padded copies) + slack. */
+static inline size_t mnq_arm_gemm_scratch(const mnq_arm_gemm_packed *pk, int MR) {
+  return (size_t)MR * (pk->Kp + MNQ_ARM_ROW_SLACK);
+}
 
 /* Runs a pointwise (1x1 stride 1, rows read in place when K == Kp) or general conv
  * (im2col) layer: this part's share of MR-pixel tiles, each against every panel. */
 static inline void mnq_arm_gemm_layer(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w,
                                       int MR, mnq_arm_gemm_ukernel_fn ukernel,
-                                      mnq_arm_row_sum_fn row_sum) {
+                                      mnq_arm_row_sums_fn row_sums) {
   const mnq_layer_desc *d = &L->d;
   const mnq_arm_gemm_packed *pk = (const mnq_arm_gemm_packed *)L->packed;
   const int N = d->out_c, K = pk->K, Kp = pk->Kp;
   const int im2col = d->op != MNQ_OP_POINTWISE;
   const long M = (long)batch * d->out_h * d->out_w;
+  const uint8_t *in_end = in + (long)batch * d->in_h * d->in_w * d->in_c;
   long t0, t1;
   mnq_partition((M + MR - 1) / MR, w, &t0, &t1);
   const uint8_t *a[8];
@@ -120,9 +135,9 @@ static inline void mnq_arm_gemm_layer(const mnq_layer *L, const uint8_t *in, uin
     const long m = t * MR;
     const int rows = M - m < MR ? (int)(M - m) : MR;
     for (int r = 0; r < rows; r++) {
-      uint8_t *buf = w->scratch + (size_t)r * Kp;
+      uint8_t *buf = w->scratch + (size_t)r * (Kp + MNQ_ARM_ROW_SLACK);
       if (im2col) {
-        mnq_arm_im2col_row(d, in, m + r, Kp, buf);
+        mnq_arm_im2col_row(d, in, in_end, m + r, Kp, buf);
         a[r] = buf;
       } else if (K != Kp) {
         memcpy(buf, in + (m + r) * K, (size_t)K);
@@ -131,9 +146,15 @@ static inline void mnq_arm_gemm_layer(const mnq_layer *L, const uint8_t *in, uin
       } else {
         a[r] = in + (m + r) * K;
       }
-      row_offset[r] = row_sum ? -d->w_zp * row_sum(a[r], Kp) : 0;
     }
-    for (int r = rows; r < MR; r++) a[r] = a[rows - 1], row_offset[r] = row_offset[rows - 1];
+    for (int r = rows; r < MR; r++) a[r] = a[rows - 1];
+    if (row_sums) {
+      row_sums(a, Kp, row_offset);
+      /* wraps like the accumulator (the true total fits int32) */
+      for (int r = 0; r < MR; r++) row_offset[r] = (int32_t)(0u - (uint32_t)d->w_zp * (uint32_t)row_offset[r]);
+    } else {
+      for (int r = 0; r < MR; r++) row_offset[r] = 0;
+    }
     ukernel(rows, N, Kp, a, pk->weights, pk->bias, row_offset, &pk->rq, out + m * N, N);
   }
 }

@@ -13,11 +13,17 @@ enum { MR = 4, NR = 16, KR = 16 };
 
 static size_t panel_offset(int j, int k) { return (size_t)(k / 4) * NR * 4 + (size_t)j * 4 + k % 4; }
 
-static int32_t row_sum(const uint8_t *a, int Kp) {
+static void row_sums(const uint8_t *const *a, int Kp, int32_t *sums) {
   const uint8x16_t ones = vdupq_n_u8(1);
-  uint32x4_t s = vdupq_n_u32(0);
-  for (int k = 0; k < Kp; k += 16) s = vdotq_u32(s, vld1q_u8(a + k), ones);
-  return (int32_t)vaddvq_u32(s);
+  uint32x4_t s0 = vdupq_n_u32(0), s1 = s0, s2 = s0, s3 = s0;
+  for (int k = 0; k < Kp; k += 16) {
+    s0 = vdotq_u32(s0, vld1q_u8(a[0] + k), ones);
+    s1 = vdotq_u32(s1, vld1q_u8(a[1] + k), ones);
+    s2 = vdotq_u32(s2, vld1q_u8(a[2] + k), ones);
+    s3 = vdotq_u32(s3, vld1q_u8(a[3] + k), ones);
+  }
+  /* pairwise adds leave the four totals in one vector */
+  vst1q_s32(sums, vreinterpretq_s32_u32(vpaddq_u32(vpaddq_u32(s0, s1), vpaddq_u32(s2, s3))));
 }
 
 /* Accumulators: row r, channels 4v..4v+3 in ACC(r, v); rows in v24..v27, one
@@ -87,5 +93,5 @@ int mnq_gemm_u8_prepare__neondot(mnq_layer *L) {
 }
 
 void mnq_gemm_u8_4x16c4__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
-  mnq_arm_gemm_layer(L, in, out, batch, w, MR, gemm_u8_4x16c4__neondot, row_sum);
+  mnq_arm_gemm_layer(L, in, out, batch, w, MR, gemm_u8_4x16c4__neondot, row_sums);
 }
