@@ -238,7 +238,6 @@ static void requant_edges(void) {
       mnq_layer_desc d;
       memset(&d, 0, sizeof(d));
       d.multiplier = mults[m], d.shift = shifts[s], d.act_min = INT32_MIN, d.act_max = INT32_MAX;
-      const mnq_rq_neon rq = mnq_rq_neon_init(&d);
       d.out_c = 4;
       mnq_arm_rq arm_rq;
       int32_t arm_rq_mem[3 * 4];
@@ -246,15 +245,13 @@ static void requant_edges(void) {
       for (int a = 0; a < 20 + 400; a += 4) {
         int32_t v[4];
         for (int j = 0; j < 4; j++) v[j] = a + j < 20 ? accs[a + j] : (int32_t)rnd() >> (rnd() % 31);
-        /* the depthwise kernels' per-tensor form and the prepared per-channel form,
-         * general and (where the shift allows it) right-shift-only */
-        int32_t got[3][4];
-        vst1q_s32(got[0], mnq_rq_neon_apply(vld1q_s32(v), &rq));
+        /* the prepared per-channel form, general and (where the shift allows it) right-shift-only */
+        int32_t got[2][4];
         const int32x4_t m = vld1q_s32(arm_rq.multiplier), l = vld1q_s32(arm_rq.left_shift);
         const int32x4_t r = vld1q_s32(arm_rq.right_shift_neg);
-        vst1q_s32(got[1], mnq_arm_rq_scale(vld1q_s32(v), m, l, r, 0));
-        vst1q_s32(got[2], mnq_arm_rq_scale(vld1q_s32(v), m, l, r, 1));
-        for (int form = 0; form < (arm_rq.right_only ? 3 : 2); form++)
+        vst1q_s32(got[0], mnq_arm_rq_scale(vld1q_s32(v), m, l, r, 0));
+        vst1q_s32(got[1], mnq_arm_rq_scale(vld1q_s32(v), m, l, r, 1));
+        for (int form = 0; form < (arm_rq.right_only ? 2 : 1); form++)
           for (int j = 0; j < 4; j++) {
             total++;
             if (got[form][j] != mnq_mul_by_multiplier(v[j], d.multiplier, d.shift) && bad++ < 5)
