@@ -158,10 +158,14 @@ int main(int argc, char **argv) {
     mnq_model_free(m);
     return 2;
   }
+  /* the kernels keep their own packed copies: drop the raw weights (4 MB on the main model) */
+  const int raw_weights_kept = mnq_net_reads_layer_data(net);
+  if (!raw_weights_kept) mnq_model_release_weights(m);
   /* every buffer is allocated once, before the first inference */
   const size_t arena_bytes = mnq_net_arena_bytes(net, 1, threads);
   if (verbose) {
-    fprintf(stderr, "isa %s (cpu: %s), arena %zu bytes\n", mnq_isa_name(isa), mnq_cpu_features(), arena_bytes);
+    fprintf(stderr, "isa %s (cpu: %s), arena %zu bytes, raw weights %s\n", mnq_isa_name(isa), mnq_cpu_features(),
+            arena_bytes, raw_weights_kept ? "kept (a kernel reads them)" : "released after packing");
     for (int i = 0; i < m->num_layers; i++) fprintf(stderr, "  layer %2d  %s\n", i, mnq_net_kernel_name(net, i));
   }
   void *arena = malloc(arena_bytes);

@@ -222,6 +222,7 @@ int mnq_peak_of_isa(int isa) {
 }
 
 #define USE(fn) (L->kernel = fn, L->kernel_name = #fn)
+#define USE_EXPANDED(fn) USE(fn) /* fn a macro naming the kernel */
 
 /* Whether a kernel needing `needs` (CPU_* bits) may run at this level on this CPU. */
 static inline int level_allows(int isa, unsigned needs) {
@@ -233,12 +234,14 @@ static inline int level_allows(int isa, unsigned needs) {
  * (level_allows with the features it needs) that handles this layer's shape, else the scalar oracle. A kernel that
  * needs packed weights or scratch sets L->packed / L->scratch_bytes here.
  *
- * Per-channel requantization (int8 models, channel_multipliers != NULL) is read
- * by the scalar oracle and the AVX2 kernels only (AVX-512 VNNI, AMX, AVX-VNNI and
- * NEON kernels requantize per tensor): a per-channel layer takes the best kernel
- * at or below `isa` among those, i.e. AVX2 on any x86 level from avx2 up, scalar
- * on ARM. */
+ * Per-channel requantization (int8 models, channel_multipliers != NULL) is read by
+ * the scalar oracle, the AVX2 and the NEON kernels; the AVX-512 VNNI, AMX and AVX-VNNI
+ * kernels requantize per tensor, so on those levels a per-channel layer takes the
+ * AVX2 kernels (every such CPU has AVX2). */
 static int per_channel(const mnq_layer *L) { return L->d.channel_multipliers != NULL; }
+static int level_for(const mnq_layer *L, int isa) {
+  return per_channel(L) && (isa == MNQ_ISA_AVX512VNNI || isa == MNQ_ISA_AMX) ? MNQ_ISA_AVX2 : isa;
+}
 
 #ifdef MNQ_X86_KERNELS
 /* What each family of x86 kernels needs (the AMX kernels run the AVX-512 VNNI
@@ -264,11 +267,19 @@ int mnq_fold_bias(mnq_layer *L) {
   return 0;
 }
 
+#ifdef MNQ_ARM_KERNELS
+/* The ARM kernels run from their packed copy alone (weights, bias, requantization). */
+static int arm_packed(mnq_layer *L, int prepare_rc) {
+  L->packed_only = prepare_rc == 0;
+  return prepare_rc;
+}
+#endif
+
 static int select_conv(mnq_layer *L, int isa) {
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;
   const int k = d->k_h * d->k_w * d->in_c;
-  if (per_channel(L) && isa > MNQ_ISA_AVX2) isa = MNQ_ISA_AVX2;
+  isa = level_for(L, isa);
 #ifdef MNQ_HAVE_AMX
   if (level_allows(isa, NEEDS_AMX)) {
     if (mnq_fold_bias(L) || !(L->packed = mnq_gemm_pack(d->weights, L->bias_folded, d->out_c, k, d->w_zp,
@@ -307,6 +318,17 @@ static int select_conv(mnq_layer *L, int isa) {
     return 0;
   }
 #endif
+#ifdef MNQ_HAVE_NEONDOT
+  if (isa >= MNQ_ISA_NEONDOT) {
+    USE(mnq_gemm_u8_4x16c4__neondot); /* im2col rows through the GEMM */
+    return arm_packed(L, mnq_gemm_u8_prepare__neondot(L));
+  }
+#endif
+#ifdef MNQ_HAVE_NEON
+  if (isa >= MNQ_ISA_NEON) {
+    USE_EXPANDED(MNQ_ARM_NEON_GEMM);
+    return arm_packed(L, mnq_gemm_u8_prepare__neon(L));
+  }
 #endif
   (void)isa;
   USE(mnq_conv_u8__scalar);
@@ -314,17 +336,17 @@ static int select_conv(mnq_layer *L, int isa) {
 }
 
 static int select_pointwise(mnq_layer *L, int isa) {
-  if (per_channel(L)) isa = isa > MNQ_ISA_AVX2 ? MNQ_ISA_AVX2 : isa; /* the ARM levels lie above: scalar */
+  isa = level_for(L, isa);
 #ifdef MNQ_HAVE_NEONDOT
   if (isa >= MNQ_ISA_NEONDOT) {
-    USE(mnq_pwconv_u8__neondot);
-    return mnq_pwconv_u8_prepare__neondot(L);
+    USE(mnq_gemm_u8_4x16c4__neondot);
+    return arm_packed(L, mnq_gemm_u8_prepare__neondot(L));
   }
 #endif
 #ifdef MNQ_HAVE_NEON
   if (isa >= MNQ_ISA_NEON) {
-    USE(mnq_pwconv_u8__neon);
-    return mnq_pwconv_u8_prepare__neon(L);
+    USE_EXPANDED(MNQ_ARM_NEON_GEMM);
+    return arm_packed(L, mnq_gemm_u8_prepare__neon(L));
   }
 #endif
 #ifdef MNQ_X86_KERNELS
@@ -371,7 +393,7 @@ static int select_pointwise(mnq_layer *L, int isa) {
 }
 
 static int select_depthwise(mnq_layer *L, int isa) {
-  if (per_channel(L)) isa = isa > MNQ_ISA_AVX2 ? MNQ_ISA_AVX2 : isa; /* the ARM levels lie above: scalar */
+  isa = level_for(L, isa);
 #ifdef MNQ_X86_KERNELS
 #ifdef MNQ_HAVE_AVX512VNNI
   if (mnq_dw3x3_fits(&L->d) && level_allows(isa, NEEDS_AVX512VNNI | CPU_AVX512_VBMI)) {
@@ -400,8 +422,8 @@ static int select_depthwise(mnq_layer *L, int isa) {
 #ifdef MNQ_HAVE_NEON
   /* depthwise gains nothing from the dot product: one NEON kernel serves both levels */
   if (isa >= MNQ_ISA_NEON) {
-    USE(mnq_dwconv_u8__neon);
-    return mnq_dwconv_u8_prepare__neon(L);
+    USE(mnq_dwconv_u8_16c__neon);
+    return arm_packed(L, mnq_dwconv_u8_prepare__neon(L));
   }
 #endif
   (void)isa;
@@ -440,6 +462,8 @@ int mnq_select_kernel(mnq_layer *L, int isa, char *err, size_t err_len) {
     case MNQ_OP_COPY: USE(mnq_copy_u8); break;
     default: rc = -1;
   }
+  /* these ops have no weight, bias or per-channel arrays */
+  if (L->d.op == MNQ_OP_AVGPOOL || L->d.op == MNQ_OP_SOFTMAX || L->d.op == MNQ_OP_COPY) L->packed_only = 1;
   if (rc && err && err_len) snprintf(err, err_len, "no kernel for layer (op %d): out of memory or unknown op", L->d.op);
   return rc;
 }

@@ -29,6 +29,9 @@ struct mnq_layer {
   int32_t *bias_folded;
   void *packed;          /* kernel-specific weight layout, owned by the net */
   size_t scratch_bytes;  /* per thread */
+  /* 1 when the kernel never reads d.weights / d.bias / d.channel_* after selection
+   * (it runs from packed, or the op has no such arrays); 0 (the default) otherwise */
+  int packed_only;
 };
 
 /* ---- dispatch.c ---- */

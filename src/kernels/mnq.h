@@ -100,6 +100,12 @@ int mnq_net_num_layers(const mnq_net *net);
 const char *mnq_net_kernel_name(const mnq_net *net, int layer);
 int mnq_net_isa(const mnq_net *net);
 
+/* 1 if running the net still reads the weight, bias or per-channel arrays of the
+ * descs given to mnq_net_create (the scalar kernels, for one, read them in place);
+ * 0 if every layer runs from its own packed copy, so the caller may free them
+ * (mnq_model_release_weights). */
+int mnq_net_reads_layer_data(const mnq_net *net);
+
 /* Bytes of per-run scratch the caller must provide for this thread count; 0 when that
  * does not fit in size_t (32-bit targets), and then a run with this count cannot be given it. */
 size_t mnq_net_scratch_bytes(const mnq_net *net, int num_threads);
@@ -151,6 +157,10 @@ mnq_model *mnq_model_parse(const void *data, size_t size, char *err, size_t err_
 /* Read a whole file and parse it; the model owns the file image. */
 mnq_model *mnq_model_load(const char *path, char *err, size_t err_len);
 void mnq_model_free(mnq_model *model);
+/* For a model from mnq_model_load, once every net built from it reports
+ * mnq_net_reads_layer_data() == 0: frees the file image (the raw weights and biases)
+ * and sets the layers' array pointers to NULL. Labels and shapes stay. */
+void mnq_model_release_weights(mnq_model *model);
 
 #ifdef __cplusplus
 }

@@ -261,3 +261,16 @@ void mnq_model_free(mnq_model *model) {
   free(o->file_image);
   free(o);
 }
+
+void mnq_model_release_weights(mnq_model *model) {
+  struct model_owner *o = (struct model_owner *)model;
+  if (!model || !o->file_image) return;
+  for (int i = 0; i < model->num_layers; i++) {
+    mnq_layer_desc *d = &model->layers[i];
+    d->weights = NULL;
+    d->bias = NULL;
+    d->channel_multipliers = d->channel_shifts = NULL;
+  }
+  free(o->file_image);
+  o->file_image = NULL;
+}

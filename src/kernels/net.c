@@ -166,6 +166,12 @@ void mnq_net_destroy(mnq_net *net) {
 int mnq_net_num_layers(const mnq_net *net) { return net->num_layers; }
 int mnq_net_isa(const mnq_net *net) { return net->isa; }
 
+int mnq_net_reads_layer_data(const mnq_net *net) {
+  for (int i = 0; i < net->num_layers; i++)
+    if (!net->layers[i].packed_only) return 1;
+  return 0;
+}
+
 const char *mnq_net_kernel_name(const mnq_net *net, int layer) {
   return (layer >= 0 && layer < net->num_layers) ? net->layers[layer].kernel_name : NULL;
 }

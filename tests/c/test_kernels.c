@@ -51,16 +51,21 @@ typedef struct {
   mnq_layer_desc d;
   uint8_t *weights;
   int32_t *bias;
+  int32_t *channel_multipliers, *channel_shifts; /* NULL: per-tensor */
 } case_t;
+
+static const double requant_reals[] = {0.99, 0.02, 1e-6, 0.5, 1.0 / 1024, 1.7, 3.0e-3};
+
+static void random_multiplier(int32_t *m, int32_t *shift) {
+  quantize_multiplier(requant_reals[rnd() % 7] * (rnd() % 2 ? 1.0 : 0.5 + (rnd() % 1000) / 1000.0), m, shift);
+}
 
 static void random_quant(mnq_layer_desc *d) {
   static const int zps[] = {0, 128, 255};
-  static const double reals[] = {0.99, 0.02, 1e-6, 0.5, 1.0 / 1024, 1.7, 3.0e-3};
   d->in_zp = rnd() % 3 ? zps[rnd() % 3] : rnd_in(0, 255);
   d->w_zp = rnd() % 3 ? zps[rnd() % 3] : rnd_in(0, 255);
   d->out_zp = rnd() % 3 ? zps[rnd() % 3] : rnd_in(0, 255);
-  quantize_multiplier(reals[rnd() % 7] * (rnd() % 2 ? 1.0 : 0.5 + (rnd() % 1000) / 1000.0), &d->multiplier,
-                      &d->shift);
+  random_multiplier(&d->multiplier, &d->shift);
   switch (rnd() % 3) {
     case 0: d->act_min = 0, d->act_max = 255; break;
     case 1: d->act_min = d->out_zp, d->act_max = d->out_zp + 40 > 255 ? 255 : d->out_zp + 40; break; /* ReLU6-like */
@@ -88,6 +93,18 @@ static case_t make_case(int op, int h, int w, int cin, int cout, int k, int stri
   }
   d->weights = t.weights;
   d->bias = t.bias;
+  return t;
+}
+
+/* The same case with its own multiplier and shift for every output channel (int8
+ * models' per-channel weight scales). */
+static case_t per_channel(case_t t) {
+  const int C = t.d.out_c;
+  t.channel_multipliers = malloc(sizeof(int32_t) * (size_t)C);
+  t.channel_shifts = malloc(sizeof(int32_t) * (size_t)C);
+  for (int c = 0; c < C; c++) random_multiplier(&t.channel_multipliers[c], &t.channel_shifts[c]);
+  t.d.channel_multipliers = t.channel_multipliers;
+  t.d.channel_shifts = t.channel_shifts;
   return t;
 }
 
@@ -144,6 +161,8 @@ static void check(case_t t, int batch, int threads, const char *what) {
   free(x);
   free(t.weights);
   free(t.bias);
+  free(t.channel_multipliers);
+  free(t.channel_shifts);
 }
 
 static void pointwise_sweep(void) {
@@ -156,6 +175,31 @@ static void pointwise_sweep(void) {
   for (int i = 0; i < 7; i++)
     check(make_case(MNQ_OP_POINTWISE, big[i][0], big[i][1], big[i][2], big[i][3], 1, 1, 0), 1 + i % 2, 1 + i % 2,
           "pointwise");
+}
+
+static void conv_sweep(void) {
+  /* MobileNet's first layer and its strided / odd-sized relatives */
+  check(make_case(MNQ_OP_CONV, 32, 32, 3, 32, 3, 2, 1), 1, 1, "conv");
+  check(make_case(MNQ_OP_CONV, 17, 13, 3, 32, 3, 2, 1), 2, 2, "conv");
+  for (int i = 0; i < 60; i++) { /* kernel, stride, channels, SAME/VALID, K tails of every k-step */
+    const int k = rnd_in(1, 5), stride = rnd_in(1, 3), h = rnd_in(k, 12), w = rnd_in(k, 12);
+    check(make_case(MNQ_OP_CONV, h, w, rnd_in(1, 20), rnd_in(1, 40), k, stride, rnd() % 2), rnd_in(1, 2),
+          rnd_in(1, 3), "conv");
+  }
+}
+
+/* int8-style layers: per-output-channel multipliers and shifts on every op. */
+static void per_channel_sweep(void) {
+  for (int i = 0; i < 30; i++) {
+    const int h = rnd_in(1, 9), w = rnd_in(1, 9), c = rnd_in(1, 70);
+    check(per_channel(make_case(MNQ_OP_POINTWISE, h, w, rnd_in(1, 70), c, 1, 1, 0)), rnd_in(1, 2), 1,
+          "pointwise per-channel");
+    check(per_channel(make_case(MNQ_OP_DEPTHWISE, h + 2, w + 2, c, c, 3, rnd_in(1, 2), 1)), 1, rnd_in(1, 2),
+          "depthwise per-channel");
+    check(per_channel(make_case(MNQ_OP_CONV, h + 2, w + 2, rnd_in(1, 8), c, 3, rnd_in(1, 2), 1)), 1, 1,
+          "conv per-channel");
+  }
+  check(per_channel(make_case(MNQ_OP_POINTWISE, 10, 10, 512, 512, 1, 1, 0)), 1, 2, "pointwise per-channel");
 }
 
 static void depthwise_sweep(void) {
@@ -190,18 +234,26 @@ static void requant_edges(void) {
       mnq_layer_desc d;
       memset(&d, 0, sizeof(d));
       d.multiplier = mults[m], d.shift = shifts[s], d.act_min = INT32_MIN, d.act_max = INT32_MAX;
-      const mnq_rq_neon rq = mnq_rq_neon_init(&d);
+      d.out_c = 4;
+      mnq_arm_rq arm_rq;
+      int32_t arm_rq_mem[3 * 4];
+      mnq_arm_rq_fill(&arm_rq, arm_rq_mem, &d, 4);
       for (int a = 0; a < 20 + 400; a += 4) {
         int32_t v[4];
         for (int j = 0; j < 4; j++) v[j] = a + j < 20 ? accs[a + j] : (int32_t)rnd() >> (rnd() % 31);
-        int32_t got[4];
-        vst1q_s32(got, mnq_rq_neon_apply(vld1q_s32(v), &rq));
-        for (int j = 0; j < 4; j++) {
-          total++;
-          if (got[j] != mnq_mul_by_multiplier(v[j], d.multiplier, d.shift) && bad++ < 5)
-            printf("FAIL requant acc %d M %d shift %d: scalar %d vs neon %d\n", v[j], d.multiplier, d.shift,
-                   mnq_mul_by_multiplier(v[j], d.multiplier, d.shift), got[j]);
-        }
+        /* the prepared per-channel form, general and (where the shift allows it) right-shift-only */
+        int32_t got[2][4];
+        const int32x4_t m = vld1q_s32(arm_rq.multiplier), l = vld1q_s32(arm_rq.left_shift);
+        const int32x4_t r = vld1q_s32(arm_rq.right_shift_neg);
+        vst1q_s32(got[0], mnq_arm_rq_scale(vld1q_s32(v), m, l, r, 0));
+        vst1q_s32(got[1], mnq_arm_rq_scale(vld1q_s32(v), m, l, r, 1));
+        for (int form = 0; form < (arm_rq.right_only ? 2 : 1); form++)
+          for (int j = 0; j < 4; j++) {
+            total++;
+            if (got[form][j] != mnq_mul_by_multiplier(v[j], d.multiplier, d.shift) && bad++ < 5)
+              printf("FAIL requant form %d acc %d M %d shift %d: scalar %d vs neon %d\n", form, v[j], d.multiplier,
+                     d.shift, mnq_mul_by_multiplier(v[j], d.multiplier, d.shift), got[form][j]);
+          }
       }
     }
   if (bad) failed++;
@@ -220,7 +272,9 @@ int main(int argc, char **argv) {
   requant_edges();
 #endif
   pointwise_sweep();
+  conv_sweep();
   depthwise_sweep();
+  per_channel_sweep();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

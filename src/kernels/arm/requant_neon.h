@@ -1,5 +1,5 @@
 /* Vector requantization for NEON (aarch64 and ARMv7), bit-identical to
- * mnq_requantize() in internal.h:
+ * mnq_requantize_channel() in internal.h:
  *  - vqrdmulhq_s32 is exactly SaturatingRoundingDoublingHighMul (including the
  *    INT32_MIN * INT32_MIN saturation);
  *  - vrshlq_s32 by -e rounds ties upwards, TFLite's RoundingDivideByPOT rounds
@@ -16,50 +16,70 @@
 
 #include "../internal.h"
 
+/* ---- Prepared per-output-channel requantization for the GEMM and depthwise kernels ----
+ * Every output channel has its own multiplier and shifts (filled from the layer's
+ * per-channel arrays, or the per-tensor pair replicated), so per-tensor and
+ * per-channel layers run the same code. Arrays hold Cp entries (padding channels 0). */
 typedef struct {
-  int32x4_t left, multiplier, right_neg, out_zp, act_min, act_max;
-} mnq_rq_neon;
+  int32_t *multiplier, *left_shift, *right_shift_neg; /* right_shift_neg = min(shift, 0) */
+  /* Every channel: no left shift, a right shift of 1..31 and a multiplier >= 0. Then the
+   * ties-away fixup is x + (x >> 31): SRDHM never returns INT32_MIN for a multiplier
+   * >= 0, so the add cannot wrap. */
+  int right_only;
+  int16_t out_zp;
+  uint8_t act_min, act_max;
+} mnq_arm_rq;
 
-static inline mnq_rq_neon mnq_rq_neon_init(const mnq_layer_desc *d) {
-  mnq_rq_neon rq;
-  rq.left = vdupq_n_s32(d->shift > 0 ? d->shift : 0);
-  rq.multiplier = vdupq_n_s32(d->multiplier);
-  rq.right_neg = vdupq_n_s32(d->shift > 0 ? 0 : d->shift);
-  rq.out_zp = vdupq_n_s32(d->out_zp);
-  rq.act_min = vdupq_n_s32(d->act_min);
-  rq.act_max = vdupq_n_s32(d->act_max);
-  return rq;
-}
+static inline size_t mnq_arm_rq_bytes(int Cp) { return (size_t)3 * sizeof(int32_t) * (size_t)Cp; }
 
-/* int32 accumulators -> clamped outputs, still int32. */
-static inline int32x4_t mnq_rq_neon_apply(int32x4_t acc, const mnq_rq_neon *rq) {
-  int32x4_t x = vqrdmulhq_s32(vshlq_s32(acc, rq->left), rq->multiplier);
-  /* right_neg has its sign bit set iff there is a right shift: then fixup = -1 for x < 0 */
-  const int32x4_t fixup = vshrq_n_s32(vandq_s32(x, rq->right_neg), 31);
-  x = vrshlq_s32(vqaddq_s32(x, fixup), rq->right_neg);
-  x = vaddq_s32(x, rq->out_zp);
-  return vminq_s32(vmaxq_s32(x, rq->act_min), rq->act_max);
-}
-
-/* Eight clamped int32 values (already in [0, 255]) -> eight bytes. */
-static inline uint8x8_t mnq_rq_neon_narrow(int32x4_t lo, int32x4_t hi) {
-  return vqmovn_u16(vcombine_u16(vqmovun_s32(lo), vqmovun_s32(hi)));
-}
-
-/* Row pointers of one MR-pixel tile of a pointwise GEMM: a short tile repeats its
- * last pixel, and rows whose K is not a multiple of the k-step are copied
- * zero-padded to Kp bytes into scratch (mr * Kp bytes) so loads stay in bounds. */
-static inline void mnq_neon_tile_rows(const uint8_t *in, long m, int rows, int K, int Kp, int mr,
-                                      uint8_t *scratch, const uint8_t **x) {
-  for (int p = 0; p < mr; p++) {
-    x[p] = in + (m + (p < rows ? p : rows - 1)) * K;
-    if (K != Kp) {
-      uint8_t *padded = scratch + (size_t)p * Kp;
-      memcpy(padded, x[p], (size_t)K);
-      memset(padded + K, 0, (size_t)(Kp - K));
-      x[p] = padded;
-    }
+/* mem: mnq_arm_rq_bytes(Cp) bytes, 4-byte aligned, zeroed. */
+static inline void mnq_arm_rq_fill(mnq_arm_rq *rq, void *mem, const mnq_layer_desc *d, int Cp) {
+  rq->multiplier = (int32_t *)mem;
+  rq->left_shift = rq->multiplier + Cp;
+  rq->right_shift_neg = rq->left_shift + Cp;
+  rq->right_only = 1;
+  for (int c = 0; c < d->out_c; c++) {
+    const int32_t m = d->channel_multipliers ? d->channel_multipliers[c] : d->multiplier;
+    const int32_t shift = d->channel_shifts ? d->channel_shifts[c] : d->shift;
+    rq->multiplier[c] = m;
+    rq->left_shift[c] = shift > 0 ? shift : 0;
+    rq->right_shift_neg[c] = shift > 0 ? 0 : shift;
+    if (m < 0 || shift > -1 || shift < -31) rq->right_only = 0;
   }
+  /* out_zp and the clamp are validated to [0, 255] (net.c) */
+  rq->out_zp = (int16_t)d->out_zp;
+  rq->act_min = (uint8_t)d->act_min;
+  rq->act_max = (uint8_t)d->act_max;
+}
+
+/* Four channels' accumulators -> the rescaled values (before the zero point). */
+static inline int32x4_t mnq_arm_rq_scale(int32x4_t acc, int32x4_t multiplier, int32x4_t left, int32x4_t right_neg,
+                                         int right_only) {
+  if (right_only) {
+    const int32x4_t x = vqrdmulhq_s32(acc, multiplier);
+    return vrshlq_s32(vsraq_n_s32(x, x, 31), right_neg);
+  }
+  const int32x4_t x = vqrdmulhq_s32(vshlq_s32(acc, left), multiplier);
+  return vrshlq_s32(vqaddq_s32(x, vshrq_n_s32(vandq_s32(x, right_neg), 31)), right_neg);
+}
+
+/* Rescaled int32 -> int16 with the zero point added. Exact for the uint8 result:
+ * a value saturated to int16 stays outside [0, 255] after adding out_zp in [0, 255]. */
+static inline int16x8_t mnq_arm_rq_add_zp(int32x4_t lo, int32x4_t hi, int16x8_t out_zp) {
+#ifdef __aarch64__
+  return vqaddq_s16(vqmovn_high_s32(vqmovn_s32(lo), hi), out_zp);
+#else
+  return vqaddq_s16(vcombine_s16(vqmovn_s32(lo), vqmovn_s32(hi)), out_zp);
+#endif
+}
+
+static inline uint8x16_t mnq_arm_rq_u8x16(int16x8_t lo, int16x8_t hi, uint8x16_t act_min, uint8x16_t act_max) {
+#ifdef __aarch64__
+  const uint8x16_t u = vqmovun_high_s16(vqmovun_s16(lo), hi);
+#else
+  const uint8x16_t u = vcombine_u8(vqmovun_s16(lo), vqmovun_s16(hi));
+#endif
+  return vminq_u8(vmaxq_u8(u, act_min), act_max);
 }
 
 #endif
