@@ -318,6 +318,7 @@ static int select_conv(mnq_layer *L, int isa) {
     return 0;
   }
 #endif
+#endif
 #ifdef MNQ_HAVE_NEONDOT
   if (isa >= MNQ_ISA_NEONDOT) {
     USE(mnq_gemm_u8_4x16c4__neondot); /* im2col rows through the GEMM */

@@ -79,7 +79,7 @@ static inline __attribute__((always_inline)) void dwconv3x3(const mnq_layer *L, 
   for (long r = r0; r < r1; r++) {
     const long n = r / d->out_h;
     const int oy = (int)(r % d->out_h);
-    const __m256i *rows[3];
+    const __m256i *rows[3] = {NULL, NULL, NULL}; /* validation guarantees a live row */
     int live[3], any = 0;
     for (int ky = 0; ky < 3; ky++) {
       const int iy = oy * s - d->pad_top + ky;
