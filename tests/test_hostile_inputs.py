@@ -266,8 +266,9 @@ def run_child(script, headroom_mib=1024, timeout=60):
     try:
         r = subprocess.run([sys.executable, "-c", setup + limit + body], capture_output=True, text=True,
                            timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the child did not finish within {timeout} s (a read that never ends?)")
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the child did not finish within {timeout} s (a read that never ends?); it printed:\n"
+                    f"{(exc.stdout or b'').decode()}")
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
