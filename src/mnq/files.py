@@ -69,7 +69,14 @@ def _check(path, st, cap, what, error):
 
 
 def _read_at_most(f, path, cap, what, error) -> bytes:
-    data = f.read(cap + 1)  # a file that grew since the stat, or one that reports size 0 (/proc)
-    if len(data) > cap:
-        raise error(f"{os.fspath(path)}: more than the {size_text(cap)} allowed for {what}")
-    return data
+    # reads sized by the file, not by the cap (a read(cap) reserves the whole cap), and
+    # bounded for a file that grew since the stat or reports size 0 (/proc)
+    expected = os.fstat(f.fileno()).st_size
+    parts, total = [], 0
+    while total <= cap:
+        part = f.read(min(cap + 1 - total, max(expected + 1 - total, 1 << 16)))
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        total += len(part)
+    raise error(f"{os.fspath(path)}: more than the {size_text(cap)} allowed for {what}")
