@@ -310,7 +310,8 @@ def test_batch_whose_outputs_do_not_fit_is_memory_error():
         m.run(x[:2])
         print("ok")
     """, headroom_mib=256)
-    assert re.search(r"MemoryError: not enough memory for a batch of 2000 images: \d+ MiB of outputs", out), out
+    assert re.search(r"MemoryError: not enough memory for a batch of 2000 images: \d+ MiB of outputs and a \d+ MiB "
+                     r"working set \(1024 images at a time\)", out), out
     assert out.endswith("ok\n")
 
 

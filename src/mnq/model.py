@@ -263,12 +263,13 @@ class Model:
                     return self._workspaces.pop(i)
         return _Workspace(batch, self._largest, self._net.scratch_bytes(self._num_threads))
 
+    def _working_set_per_image(self, converting: bool) -> int:
+        """Bytes per image of one executor call: ping-pong buffers, float conversion."""
+        return 2 * self._largest + (FLOAT_CONVERSION_BYTES * self._sizes[0] if converting else 0)
+
     def _chunk_images(self, converting: bool) -> int:
         """Images per executor call: as many as the working-set budget allows, at least one."""
-        per_image = 2 * self._largest
-        if converting:
-            per_image += FLOAT_CONVERSION_BYTES * self._sizes[0]
-        return max(1, WORKSPACE_BYTES // per_image)
+        return max(1, WORKSPACE_BYTES // self._working_set_per_image(converting))
 
     def _execute(self, images: np.ndarray, keep: Sequence[int], prepare=None, profile: bool = False):
         """Run the batch, in chunks of at most _chunk_images each, writing the kept tensors
@@ -285,10 +286,7 @@ class Model:
             if ws.scratch.nbytes < self._net.scratch_bytes(threads):  # num_threads grew since
                 ws.scratch = np.empty(self._net.scratch_bytes(threads), np.uint8)
         except MemoryError:
-            kept = sum(n * self._sizes[i] for i in keep)
-            raise MemoryError(f"not enough memory for a batch of {n} images: {kept / 2**20:.0f} MiB of outputs "
-                              f"and {chunk * self._largest * 2 / 2**20:.0f} MiB of activations "
-                              f"({chunk} images at a time)") from None
+            raise self._memory_error(n, chunk, prepare is not None, keep) from None
         seconds = None
         try:
             for start in range(0, n, chunk):
@@ -305,10 +303,18 @@ class Model:
                 chunk_seconds = self._net.run(tensors, stop - start, threads, ws.scratch, profile)
                 if profile:
                     seconds = chunk_seconds if seconds is None else [a + b for a, b in zip(seconds, chunk_seconds)]
+        except MemoryError:  # converting a chunk of float images: memory ran out meanwhile
+            raise self._memory_error(n, chunk, prepare is not None, keep) from None
         finally:
             with self._lock:
                 self._workspaces.append(ws)
         return outputs, seconds
+
+    def _memory_error(self, n: int, chunk: int, converting: bool, keep) -> MemoryError:
+        outputs = sum(n * self._sizes[i] for i in keep)
+        working_set = chunk * self._working_set_per_image(converting)
+        return MemoryError(f"not enough memory for a batch of {n} images: {outputs / 2**20:.0f} MiB of outputs "
+                           f"and a {working_set / 2**20:.0f} MiB working set ({chunk} images at a time)")
 
     def __repr__(self):
         h, w, c = self.input_shape
