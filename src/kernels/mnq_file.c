@@ -114,9 +114,11 @@ static int parse_labels(struct model_owner *o, const uint8_t *data, uint64_t siz
   const uint64_t off = u64(data + 56), len = u32(data + 64);
   if (!blob_ok(off, len, HEADER_SIZE + (uint64_t)m->num_layers * LAYER_SIZE, size))
     return fail(err, n, "labels lie outside the file");
-  if (len > MAX_LABELS_BYTES) return fail(err, n, "%llu bytes of labels, more than the 16 MiB allowed", (unsigned long long)len);
+  if (len > MAX_LABELS_BYTES)
+    return fail(err, n, "%llu bytes of labels, more than the 16 MiB allowed", (unsigned long long)len);
   /* count names need count - 1 newlines: check before allocating count pointers */
-  if (count > len + 1) return fail(err, n, "label count mismatch (header says %u names in %llu bytes)", count, (unsigned long long)len);
+  if (count > len + 1)
+    return fail(err, n, "label count mismatch (header says %u names in %llu bytes)", count, (unsigned long long)len);
   if (!(o->label_text = malloc(len + 1)) || !(o->labels = calloc(count, sizeof(char *))))
     return fail(err, n, "out of memory");
   memcpy(o->label_text, data + off, len);
