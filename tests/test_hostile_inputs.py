@@ -263,9 +263,12 @@ def run_child(script, headroom_mib=1024, timeout=60):
         used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
         resource.setrlimit(resource.RLIMIT_AS, (used + ({headroom_mib} << 20), resource.RLIM_INFINITY))
     """)
+    env = dict(os.environ)
+    if env.get("MNQ_SANITIZED") == "1":  # ASan's quarantine would hold freed chunks' memory past the limit
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0"
     try:
         r = subprocess.run([sys.executable, "-c", setup + limit + body], capture_output=True, text=True,
-                           timeout=timeout)
+                           timeout=timeout, env=env)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the child did not finish within {timeout} s (a read that never ends?); it printed:\n"
                     f"{(exc.stdout or b'').decode()}")
