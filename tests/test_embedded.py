@@ -9,9 +9,14 @@ aarch64 and armhf and run under qemu-user.
 - mnq-run's errors for a missing/corrupt model and wrong-size images.
 Cross targets skip when their toolchain or qemu is missing (.ci/run installs them).
 """
+import ctypes
+import os
 import re
 import shutil
+import struct
 import subprocess
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +218,38 @@ def test_mnq_run_errors(model_file, tmp_path, build):
     assert r.returncode != 0 and "absent.ppm" in r.stderr
     r = run([cli, "--isa", "sse9", model_file, good])
     assert r.returncode == 2 and "unknown instruction set" in r.stderr
+
+
+def test_mnq_run_refuses_devices_fifos_and_huge_files_at_once(model_file, tmp_path):
+    # before: a FIFO hung mnq-run and a 20 GiB file was read whole into memory
+    cli = build("gcc") / "mnq-run"
+    image = tmp_path / "img.ppm"
+    image.write_bytes(b"P6\n160 160\n255\n" + bytes(160 * 160 * 3))
+    os.mkfifo(tmp_path / "fifo.mnq")
+    huge = tmp_path / "huge.mnq"
+    huge.write_bytes(model_file.read_bytes()[:4096])
+    os.truncate(huge, 20 << 30)
+    for path, message in [("/dev/zero", "a character device, not a regular file"),
+                          (tmp_path / "fifo.mnq", "a named pipe (FIFO), not a regular file"),
+                          (tmp_path, "a directory, not a regular file"),
+                          (huge, "21474836480 bytes, more than the 512 MiB allowed for a model")]:
+        start = time.monotonic()
+        r = subprocess.run([str(cli), str(path), str(image)], capture_output=True, text=True, timeout=30)
+        assert time.monotonic() - start < 1 and r.returncode == 2, (path, r.stderr)
+        assert r.stderr == f"mnq-run: {path}: {message}" + \
+            ("; a model is read only from a regular file\n" if "regular" in message else "\n")
+
+
+def test_c_parser_checks_the_label_count_against_the_file_before_allocating(model_file):
+    # a header claiming 2^32 - 1 labels: refused from the labels' size, not by calloc(2^32, 8)
+    lib = ctypes.CDLL(str(build("gcc") / "libmnq.so"))
+    lib.mnq_model_parse.restype = ctypes.c_void_p
+    lib.mnq_model_free.argtypes = [ctypes.c_void_p]
+    data = bytearray(model_file.read_bytes())
+    data[56:72] = struct.pack("<QII", len(data) - 1, 1, 0xFFFFFFFF)  # labels_off, labels_len, num_labels
+    data[32:36] = bytes(4)
+    data[32:36] = struct.pack("<I", zlib.crc32(data))
+    image, err = ctypes.create_string_buffer(bytes(data)), ctypes.create_string_buffer(256)
+    model = lib.mnq_model_parse(image, ctypes.c_size_t(len(data)), err, ctypes.c_size_t(256))
+    lib.mnq_model_free(model)
+    assert model is None and b"label count mismatch (header says 4294967295 names in 1 bytes)" in err.value

@@ -3,6 +3,8 @@ anything large is allocated, never a crash, an overflow or a silent wrong answer
 Every test here is a regression test for a finding (docs/robustness.md lists them)."""
 import io
 import math
+import os
+import re
 import struct
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import MODELS
+from conftest import ALL_MODELS, MODELS
 from harness import layer_desc
 from PIL import Image
 from tflite_builder import build, random_network
@@ -249,28 +251,184 @@ def test_truncated_and_garbage_images_become_messages(tmp_path):
         assert item.pixels is None and item.error
 
 
-# ---- memory ----
+# ---- memory: bounded working set, bounded file reads (docs/robustness.md) ----
 
-def test_batch_too_large_for_memory_is_memory_error():
-    """The activations of a huge batch do not fit: MemoryError with a message, no crash.
-    An address-space limit in a child process makes 'does not fit' deterministic."""
-    script = textwrap.dedent(f"""
-        import resource, numpy as np, mnq
-        m = mnq.load({str(SMALL_MODEL)!r}, num_threads=1)
-        x = np.zeros((20000,) + m.input_shape, np.uint8)  # ~1 GB of input, allocated before the limit
-        x[:, 0, 0, 0] = 1
+def run_child(script, headroom_mib=1024, timeout=60):
+    """Run `script` in a child whose address space is capped at what it uses after its
+    setup (everything above LIMIT) plus headroom_mib: 'does not fit' is deterministic, and
+    a regression grows into a MemoryError there instead of into this machine's memory."""
+    setup, body = textwrap.dedent(script).split("# LIMIT\n")
+    limit = textwrap.dedent(f"""
+        import resource
         used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
-        resource.setrlimit(resource.RLIMIT_AS, (used + (512 << 20), resource.RLIM_INFINITY))
+        resource.setrlimit(resource.RLIMIT_AS, (used + ({headroom_mib} << 20), resource.RLIM_INFINITY))
+    """)
+    env = dict(os.environ)
+    if env.get("MNQ_SANITIZED") == "1":  # ASan's quarantine would hold freed chunks' memory past the limit
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0"
+    try:
+        r = subprocess.run([sys.executable, "-c", setup + limit + body], capture_output=True, text=True,
+                           timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the child did not finish within {timeout} s (a read that never ends?); it printed:\n"
+                    f"{(exc.stdout or b'').decode()}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_batch_whose_activations_exceed_the_memory_limit_runs_in_chunks():
+    # 500 images' ping-pong activations (2 x 500 x 64 KiB) and predict's float64 copy of the
+    # input (196 MB) exceed a 48 MiB headroom. Before: MemoryError; now chunks of the
+    # working-set budget (made small here, as on a small machine) into the whole-batch outputs.
+    out = run_child(f"""
+        import numpy as np, mnq, mnq.model
+        m = mnq.load({str(SMALL_MODEL)!r}, num_threads=1)
+        mnq.model.WORKSPACE_BYTES = 16 << 20
+        x = np.random.default_rng(0).integers(0, 256, (500,) + m.input_shape, dtype=np.uint8)
+        f = x.astype(np.float32) / np.float32(255)
+        m.run(x[:2]), m.predict(f[:2])  # lazily loaded code runs once before the limit
+        # LIMIT
+        out, logits, feats = m.run(x), m.predict(f), m.features(f)
+        print("chunks of", m._chunk_images(False), "and", m._chunk_images(True))
+        for s in (slice(0, 8), slice(22, 30), slice(124, 132), slice(492, 500)):  # first, across chunk ends, last
+            assert (m.run(x[s]) == out[s]).all() and (m.predict(f[s]) == logits[s]).all()
+            assert (m.features(f[s]) == feats[s]).all()
+        print("ok")
+    """, headroom_mib=48)
+    assert "chunks of 128 and 26" in out and out.endswith("ok\n")
+
+
+def test_batch_whose_outputs_do_not_fit_is_memory_error():
+    """layer_outputs keeps every layer's output for the whole batch: when those do not
+    fit, MemoryError naming the batch and the bytes, and the model stays usable."""
+    out = run_child(f"""
+        import numpy as np, mnq
+        m = mnq.load({str(SMALL_MODEL)!r}, num_threads=1)
+        x = np.zeros((2000,) + m.input_shape, np.uint8)
+        # LIMIT
         try:
-            m.run(x)
+            m.layer_outputs(x)
         except MemoryError as exc:
             print("MemoryError:", exc)
-        m.run(x[:2])  # still usable afterwards
+        m.run(x[:2])
         print("ok")
+    """, headroom_mib=256)
+    assert re.search(r"MemoryError: not enough memory for a batch of 2000 images: \d+ MiB of outputs and a \d+ MiB "
+                     r"working set \(1024 images at a time\)", out), out
+    assert out.endswith("ok\n")
+
+
+def test_default_working_set_keeps_batches_of_32_one_call():
+    for path in ALL_MODELS:
+        m = mnq.load(path, num_threads=1)
+        assert m._chunk_images(False) >= 32 and m._chunk_images(True) >= 32, path.name
+
+
+def sparse_file(path, head, size=20 << 30):
+    """`head` followed by zeros up to `size` bytes, taking no disk space."""
+    path.write_bytes(head)
+    os.truncate(path, size)
+    return path
+
+
+def test_devices_fifos_and_huge_model_files_are_refused_at_once(tmp_path):
+    # before: /dev/zero grew without bound, the FIFO hung, the 20 GiB files were read whole
+    os.mkfifo(tmp_path / "fifo.tflite")
+    mnq_head = bytearray(mnq_format.encode(small_graph())[:4096])
+    mnq_head[24:32] = struct.pack("<Q", 20 << 30)  # header file_size, matching the real size
+    cases = {"/dev/zero": "a character device, not a regular file",
+             "/dev/urandom": "a character device, not a regular file",
+             str(tmp_path / "fifo.tflite"): "a named pipe (FIFO), not a regular file",
+             str(sparse_file(tmp_path / "huge.tflite", SMALL_MODEL.read_bytes()[:4096])):
+                 "20 GiB, more than the 512 MiB allowed for a model",
+             str(sparse_file(tmp_path / "huge.mnq", bytes(mnq_head))):
+                 "20 GiB, more than the 512 MiB allowed for a model"}
+    out = run_child(f"""
+        import time, mnq
+        # LIMIT
+        for path in {list(cases)!r}:
+            start = time.monotonic()
+            try:
+                mnq.load(path)
+            except Exception as exc:
+                print(f"{{time.monotonic() - start:.3f}}", type(exc).__name__, exc, flush=True)
     """)
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "MemoryError: not enough memory for a batch of 20000 images" in r.stdout and r.stdout.endswith("ok\n")
+    lines = out.splitlines()
+    assert len(lines) == len(cases), out
+    for line, (path, message) in zip(lines, cases.items()):
+        seconds, kind, text = line.split(" ", 2)
+        assert float(seconds) < 1 and kind == "ModelFormatError" and text == f"{path}: {message}" + \
+            ("; a model is read only from a regular file" if "regular" in message else ""), line
+
+
+def test_huge_or_special_labels_files_are_refused_at_once(tmp_path):
+    # before: a 20 GiB labels.txt beside the model was read whole (bare MemoryError at 30 GiB)
+    model = write(tmp_path, SMALL_MODEL.read_bytes())
+    sparse_file(tmp_path / "labels.txt", b"a\n")
+    out = run_child(f"""
+        import time, warnings, mnq
+        # LIMIT
+        start = time.monotonic()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = mnq.load({str(model)!r}, num_threads=1)
+        print(f"{{time.monotonic() - start:.3f}}", *[w.message for w in caught], flush=True)
+        for labels in ({str(tmp_path / "labels.txt")!r}, "/dev/zero"):
+            start = time.monotonic()
+            try:
+                mnq.load({str(model)!r}, num_threads=1, labels=labels)
+            except ValueError as exc:
+                print(f"{{time.monotonic() - start:.3f}}", exc, flush=True)
+    """)
+    beside, explicit, device = out.splitlines()
+    too_big = f"{tmp_path / 'labels.txt'}: 20 GiB, more than the 16 MiB allowed for a labels file"
+    assert beside.split(" ", 1)[1] == f"{too_big}; labels file ignored" and float(beside.split()[0]) < 1
+    assert explicit.split(" ", 1)[1] == too_big and float(explicit.split()[0]) < 1
+    assert device.split(" ", 1)[1].startswith("/dev/zero: a character device, not a regular file")
+    assert float(device.split()[0]) < 1
+
+
+def test_mnq_labels_over_the_cap_are_refused(tmp_path):
+    # as for labels in .tflite metadata: 17 MiB of names is not a labels list
+    data = mnq_format.encode(small_graph(), labels=["x" * 1023] * (17 << 10))
+    with pytest.raises(mnq.ModelFormatError, match="more than the 16 MiB allowed"):
+        mnq.load(write(tmp_path, data, "m.mnq"))
+
+
+def model_with_conv_input(index, position=2):
+    """A small network whose first conv names `index` as its input `position`
+    (0 data, 1 filter, 2 bias) instead of the tensor the builder wrote."""
+    data = bytearray(build(random_network(np.random.default_rng(0))))
+    inputs = struct.pack("<4i", 3, 0, 1, 2)  # the vector's length, then tensors 0, 1, 2
+    assert data.count(inputs) == 1
+    at = data.index(inputs) + 4 + 4 * position
+    data[at:at + 4] = struct.pack("<i", index)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("index, position, message", [
+    (-2, 2, r"operator 0 \(conv\) input 2 has invalid tensor index -2 \(the subgraph has 23 tensors"),
+    (-7, 1, r"operator 0 \(conv\) input 1 has invalid tensor index -7"),
+    (23, 2, r"operator 0 \(conv\) input 2 has invalid tensor index 23"),
+    (-1, 1, r"operator 0 \(conv\) has no filter input"),
+    (-1, 0, r"operator 0 \(conv\) input 0 has invalid tensor index -1"),
+])
+def test_operator_input_index_other_than_minus_one_is_refused(tmp_path, index, position, message):
+    # before: -2 was taken as "no bias" and the model ran, computing something else
+    path = write(tmp_path, model_with_conv_input(index, position))
+    with pytest.raises(mnq.ModelFormatError, match=message):
+        mnq.load(path)
+
+
+def test_minus_one_bias_is_an_absent_bias(tmp_path):
+    # the schema's "absent optional input": the same outputs as an all-zero bias
+    model = mnq.load(write(tmp_path, model_with_conv_input(-1)), num_threads=1)
+    assert model.graph.layers[0].bias is None
+    spec = random_network(np.random.default_rng(0))
+    spec["ops"][0]["bias"] = 0
+    zero_bias = mnq.load(write(tmp_path, build(spec), "zero.tflite"), num_threads=1)
+    batch = np.random.default_rng(1).integers(0, 256, (3,) + model.input_shape, dtype=np.uint8)
+    assert np.array_equal(model.run(batch), zero_bias.run(batch))
 
 
 # ---- found by the sanitizer run (UBSan) ----

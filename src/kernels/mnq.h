@@ -154,7 +154,9 @@ typedef struct {
  * weight/bias lengths). The model points into `data`, which must stay alive and
  * be 4-byte aligned. Returns NULL and fills err on failure. */
 mnq_model *mnq_model_parse(const void *data, size_t size, char *err, size_t err_len);
-/* Read a whole file and parse it; the model owns the file image. */
+/* Map (or read) a regular file of at most MNQ_MAX_MODEL_BYTES and parse it; the
+ * model owns the file image. Devices, FIFOs and larger files are refused unread. */
+#define MNQ_MAX_MODEL_BYTES (512u << 20)
 mnq_model *mnq_model_load(const char *path, char *err, size_t err_len);
 void mnq_model_free(mnq_model *model);
 /* For a model from mnq_model_load, once every net built from it reports

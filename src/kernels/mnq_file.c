@@ -1,12 +1,18 @@
 /* .mnq reader for C-only builds (docs/format.md is the specification). The
  * layer records already carry the resolved integer parameters, so reading is
- * validation plus copying fields; weights and biases stay in the file image. */
+ * validation plus copying fields; weights and biases stay in the file image,
+ * which mnq_model_load maps read-only rather than copying. */
+#define _FILE_OFFSET_BITS 64 /* 32-bit targets: stat() a 20 GiB file and refuse it by size */
 #include <errno.h>
 #include <limits.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mnq.h"
 
@@ -16,10 +22,12 @@
 
 enum { HEADER_SIZE = 96, LAYER_SIZE = 192, VERSION = 2, CRC_AT = 32 };
 enum { LAYER_INT8 = 1, LAYER_PER_CHANNEL = 2, TYPE_UINT8 = 0, TYPE_INT8 = 1, TYPE_FLOAT32 = 2 };
+#define MAX_LABELS_BYTES (16u << 20) /* as the Python reader: labels are names, not a payload */
 
 struct model_owner {     /* what mnq_model_free releases */
   mnq_model model;
   void *file_image;      /* NULL when the caller owns the bytes */
+  size_t mapped_bytes;   /* nonzero: file_image is a mapping of this size, else malloc'd */
   char *label_text;
   const char **labels;
 };
@@ -123,6 +131,11 @@ static int parse_labels(struct model_owner *o, const uint8_t *data, uint64_t siz
   const uint64_t off = u64(data + 56), len = u32(data + 64);
   if (!blob_ok(off, len, HEADER_SIZE + (uint64_t)m->num_layers * LAYER_SIZE, size))
     return fail(err, n, "labels lie outside the file");
+  if (len > MAX_LABELS_BYTES)
+    return fail(err, n, "%llu bytes of labels, more than the 16 MiB allowed", (unsigned long long)len);
+  /* count names need count - 1 newlines: check before allocating count pointers */
+  if (count > len + 1)
+    return fail(err, n, "label count mismatch (header says %u names in %llu bytes)", count, (unsigned long long)len);
   if (!(o->label_text = malloc(len + 1)) || !(o->labels = calloc(count, sizeof(char *))))
     return fail(err, n, "out of memory");
   memcpy(o->label_text, data + off, len);
@@ -220,24 +233,68 @@ mnq_model *mnq_model_parse(const void *bytes, size_t size, char *err, size_t n) 
   return m;
 }
 
+static const char *file_kind(mode_t mode) {
+  return S_ISDIR(mode) ? "a directory" : S_ISFIFO(mode) ? "a named pipe (FIFO)" : S_ISCHR(mode) ? "a character device"
+       : S_ISBLK(mode) ? "a block device" : S_ISSOCK(mode) ? "a socket" : "not a file";
+}
+
+/* Only a regular file within the size cap is read: /dev/zero, a FIFO or a 20 GiB
+ * sparse file is refused from its metadata, before any byte is read. */
+static int check_file(const char *path, const struct stat *st, char *err, size_t n) {
+  if (!S_ISREG(st->st_mode))
+    return fail(err, n, "%s: %s, not a regular file; a model is read only from a regular file", path,
+                file_kind(st->st_mode));
+  if ((uint64_t)st->st_size > MNQ_MAX_MODEL_BYTES)
+    return fail(err, n, "%s: %llu bytes, more than the %u MiB allowed for a model", path,
+                (unsigned long long)st->st_size, MNQ_MAX_MODEL_BYTES >> 20);
+  return 0;
+}
+
+/* The whole file into malloc'd memory, for file systems that cannot mmap. */
+static void *read_whole(int fd, size_t size) {
+  uint8_t *image = malloc(size ? size : 1);
+  for (size_t got = 0; image && got < size;) {
+    const ssize_t r = read(fd, image + got, size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) { /* an error, or the file shrank since fstat */
+      free(image);
+      return NULL;
+    }
+    got += (size_t)r;
+  }
+  return image;
+}
+
 mnq_model *mnq_model_load(const char *path, char *err, size_t n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
+  if (err && n) err[0] = 0;
+  struct stat st;
+  /* stat before open: a FIFO or a device is never opened */
+  if (stat(path, &st)) {
     fail(err, n, "%s: %s", path, strerror(errno));
     return NULL;
   }
-  void *image = NULL;
-  long size = -1;
-  if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-  if (size < 0 || fseek(f, 0, SEEK_SET) != 0 || !(image = malloc(size ? (size_t)size : 1)) ||
-      fread(image, 1, (size_t)size, f) != (size_t)size) {
-    fail(err, n, "%s: cannot read the file", path);
-    fclose(f);
-    free(image);
+  if (check_file(path, &st, err, n)) return NULL;
+  const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* NONBLOCK: a FIFO put there since */
+  if (fd < 0 || fstat(fd, &st)) {
+    fail(err, n, "%s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
     return NULL;
   }
-  fclose(f);
-  mnq_model *m = mnq_model_parse(image, (size_t)size, err, n);
+  if (check_file(path, &st, err, n)) {
+    close(fd);
+    return NULL;
+  }
+  const size_t size = (size_t)st.st_size;
+  /* mapped, the file image stays in the page cache (shared, reclaimable) instead of a private copy */
+  void *image = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+  const size_t mapped_bytes = image != MAP_FAILED ? size : 0;
+  if (image == MAP_FAILED) image = read_whole(fd, size);
+  close(fd);
+  if (!image) {
+    fail(err, n, "%s: cannot read the file", path);
+    return NULL;
+  }
+  mnq_model *m = mnq_model_parse(image, size, err, n);
   if (!m) {
     /* name the file in the message */
     if (err && n) {
@@ -245,10 +302,13 @@ mnq_model *mnq_model_load(const char *path, char *err, size_t n) {
       snprintf(why, sizeof(why), "%s", err);
       snprintf(err, n, "%s: %s", path, why);
     }
-    free(image);
+    if (mapped_bytes) munmap(image, mapped_bytes);
+    else free(image);
     return NULL;
   }
-  ((struct model_owner *)m)->file_image = image;
+  struct model_owner *o = (struct model_owner *)m;
+  o->file_image = image;
+  o->mapped_bytes = mapped_bytes;
   return m;
 }
 
@@ -258,7 +318,8 @@ void mnq_model_free(mnq_model *model) {
   free(model->layers);
   free(o->labels);
   free(o->label_text);
-  free(o->file_image);
+  if (o->mapped_bytes) munmap(o->file_image, o->mapped_bytes);
+  else free(o->file_image);
   free(o);
 }
 
@@ -271,6 +332,8 @@ void mnq_model_release_weights(mnq_model *model) {
     d->bias = NULL;
     d->channel_multipliers = d->channel_shifts = NULL;
   }
-  free(o->file_image);
+  if (o->mapped_bytes) munmap(o->file_image, o->mapped_bytes);
+  else free(o->file_image);
   o->file_image = NULL;
+  o->mapped_bytes = 0;
 }

@@ -18,6 +18,7 @@ import zlib
 import numpy as np
 
 from .errors import ModelFormatError, UnsupportedModelError
+from .files import MAX_LABELS_BYTES
 from .graph import ACTIVATIONS, EDGE_DTYPES, OPS, PADDINGS, Edge, Graph, Layer, Quant
 from .plan import INT8_OFFSET, layer_desc
 
@@ -155,10 +156,10 @@ def _decode(data: bytes, source: str) -> Graph:
                                f"{header['file_size']})")
     if header["header_size"] != HEADER_DTYPE.itemsize or header["layer_size"] != LAYER_DTYPE.itemsize:
         raise ModelFormatError(f"{where}: unexpected header/layer record size")
-    zeroed = bytearray(data)
     crc_at = HEADER_DTYPE.fields["crc32"][1]
-    zeroed[crc_at:crc_at + 4] = b"\0\0\0\0"
-    if zlib.crc32(zeroed) != header["crc32"]:
+    with memoryview(data) as view:  # the CRC of the file with its crc field zero, without copying the file
+        crc = zlib.crc32(view[crc_at + 4:], zlib.crc32(b"\0\0\0\0", zlib.crc32(view[:crc_at])))
+    if crc != header["crc32"]:
         raise ModelFormatError(f"{where}: checksum mismatch: the .mnq file is corrupt or was modified")
     n = int(header["num_layers"])
     end = HEADER_DTYPE.itemsize + n * LAYER_DTYPE.itemsize
@@ -227,6 +228,9 @@ def _decode(data: bytes, source: str) -> Graph:
                                f"{layers[0].in_shape}")
     labels = None
     if header["num_labels"]:
+        if header["labels_len"] > MAX_LABELS_BYTES:  # as for labels in .tflite metadata: no label bombs
+            raise ModelFormatError(f"{where}: {header['labels_len']} bytes of labels, more than the "
+                                   f"{MAX_LABELS_BYTES >> 20} MiB allowed")
         labels = blob(header["labels_off"], header["labels_len"], "labels").decode("utf-8").split("\n")
         if len(labels) != header["num_labels"]:
             raise ModelFormatError(f"{where}: label count mismatch")

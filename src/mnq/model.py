@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -12,6 +13,7 @@ import numpy as np
 from . import _core
 from . import edges
 from .errors import ModelFormatError
+from .files import MAX_LABELS_BYTES, MAX_MODEL_BYTES, map_capped, read_capped
 from .graph import Graph
 from .mnq_format import MAGIC as MNQ_MAGIC
 from .mnq_format import decode as decode_mnq
@@ -21,7 +23,11 @@ from .tflite_loader import load_tflite
 ISAS = _core.ISA_NAMES
 LABEL_FILE_NAMES = ("labels.txt", "imagenet_labels.txt")
 MAX_THREADS = 1024  # as the C library caps it (net.c); more only exhausts the OS's thread limit
-MAX_LABELS_BYTES = 16 << 20  # a labels file inside a model's metadata zip (no zip bombs)
+# Per-call activation working set (both ping-pong buffers, plus the float->uint8 conversion
+# in predict/features). A batch that needs more runs in chunks of images that fit, so memory
+# follows this budget, not the batch; 128 MiB keeps batches of 32 one call on every MobileNet V1.
+WORKSPACE_BYTES = 128 << 20
+FLOAT_CONVERSION_BYTES = 10  # per input value in to_uint8: the float64 copy, the isfinite mask, the result
 
 
 def default_threads() -> int:
@@ -50,7 +56,9 @@ def read_graph(path: Union[str, os.PathLike]) -> Graph:
     path = Path(path)
     if path.is_dir():
         raise ModelFormatError(f"{path}: is a directory; mnq.load expects a .tflite or .mnq file")
-    data = path.read_bytes()  # FileNotFoundError / PermissionError speak for themselves
+    # a regular file within the cap, mapped rather than copied; FileNotFoundError /
+    # PermissionError speak for themselves. The loaders copy what they keep.
+    data = map_capped(path, MAX_MODEL_BYTES, "a model", error=ModelFormatError)
     if len(data) >= 8 and data[4:8] == b"TFL3":
         return load_tflite(data, source=str(path))
     if data[:8] == MNQ_MAGIC:
@@ -63,7 +71,7 @@ def _labels_from(path: Path, num_classes: int, explicit, embedded=None) -> Optio
     metadata zip) or a labels file beside it, used only if it has one line per class."""
     if explicit is not None:
         labels = list(explicit) if not isinstance(explicit, (str, os.PathLike)) else \
-            Path(explicit).read_text(encoding="utf-8").splitlines()
+            read_capped(explicit, MAX_LABELS_BYTES, "a labels file").decode("utf-8").splitlines()
         if len(labels) != num_classes:
             raise ValueError(f"{len(labels)} labels given for a model with {num_classes} classes")
         return labels
@@ -78,7 +86,11 @@ def _labels_from(path: Path, num_classes: int, explicit, embedded=None) -> Optio
     for name in (path.stem + "_labels.txt",) + LABEL_FILE_NAMES:
         p = path.parent / name
         if p.is_file():
-            candidates.append(p.read_text(encoding="utf-8", errors="replace").splitlines())
+            try:
+                candidates.append(read_capped(p, MAX_LABELS_BYTES, "a labels file")
+                                  .decode("utf-8", "replace").splitlines())
+            except (ValueError, OSError) as exc:  # optional, like an oversized metadata entry
+                warnings.warn(f"{exc}; labels file ignored", stacklevel=4)
     for labels in candidates:
         if len(labels) == num_classes:
             return labels
@@ -162,29 +174,32 @@ class Model:
         """Images [N,H,W,C] (or one [H,W,C]) in the model's input dtype -> its output
         [N, classes] in the output dtype. uint8 pixels are taken by every model: where
         the input is int8 or float32 they are mapped as input_from_pixels() maps them."""
-        batch = self._internal_input(self._check_input(x))
-        return self._output(self._execute(batch, keep=())[-1].reshape(len(batch), -1))
+        batch = self._check_input(x)
+        last = len(self.graph.layers)
+        outputs = self._execute(batch, keep=(), prepare=self._internal_input)[0]
+        return self._output(outputs[last].reshape(len(batch), -1))
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Like run(), but the last layer's output in uint8 form, before any output edge
         (an int8 value + 128): a softmax gives probability x 256 for uint8, int8,
         uint8-I/O and float-I/O files alike. What classify ranks and prints."""
-        batch = self._internal_input(self._check_input(x))
-        return self._execute(batch, keep=())[-1].reshape(len(batch), -1)
+        batch = self._check_input(x)
+        last = len(self.graph.layers)
+        return self._execute(batch, keep=(), prepare=self._internal_input)[0][last].reshape(len(batch), -1)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """float images in [0,1], [N,H,W,C] -> float32 logits [N, classes]
         (the dequantized input of the final softmax)."""
         i = self._layer_index("softmax", "predict")
-        batch = self._internal_input(self.to_uint8(images))
-        t = self._execute(batch, keep=(i,))[i]
+        batch = self._check_float(images)
+        t = self._execute(batch, keep=(i,), prepare=self._pixels_to_internal)[0][i]
         return self._dequantize(t, self.graph.layers[i].in_quant, len(batch))
 
     def features(self, images: np.ndarray) -> np.ndarray:
         """float images in [0,1], [N,H,W,C] -> float32 [N, C] average-pool output."""
         i = self._layer_index("avgpool", "features") + 1
-        batch = self._internal_input(self.to_uint8(images))
-        t = self._execute(batch, keep=(i,))[i]
+        batch = self._check_float(images)
+        t = self._execute(batch, keep=(i,), prepare=self._pixels_to_internal)[0][i]
         return self._dequantize(t, self.graph.layers[i - 1].out_quant, len(batch))
 
     def input_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
@@ -209,8 +224,9 @@ class Model:
             layer_input = edges.apply(graph.input_edge, layer_input)
             out.append((graph.input_edge.name, layer_input))
         batch = np.ascontiguousarray(edges.int8_to_internal(layer_input))
-        tensors = self._execute(batch, keep=range(1, len(graph.layers) + 1))
-        for layer, t in zip(graph.layers, tensors[1:]):
+        tensors = self._execute(batch, keep=range(1, len(graph.layers) + 1))[0]
+        for i, layer in enumerate(graph.layers, start=1):
+            t = tensors[i]
             h, w, c = layer.out_shape
             shape = (n, c) if layer.op in ("reshape", "softmax") and h == w == 1 else (n, h, w, c)
             out.append((layer.name, edges.internal_to(t, graph.dtype).reshape(shape)))
@@ -235,16 +251,28 @@ class Model:
     # ---- input handling ----
     def to_uint8(self, images: np.ndarray) -> np.ndarray:
         """float pixels in [0,1] -> uint8 as floor(255*x + 0.5), clipped to [0,255]."""
+        images = self._check_float(images)
+        if not np.isfinite(images).all():
+            raise ValueError("images contain NaN or infinite values")
+        scaled = images.astype(np.float64)  # in place from here: one float64 copy, no temporaries
+        scaled *= 255.0
+        scaled += 0.5
+        np.floor(scaled, out=scaled)
+        np.clip(scaled, 0, 255, out=scaled)
+        return scaled.astype(np.uint8)
+
+    def _pixels_to_internal(self, images: np.ndarray) -> np.ndarray:
+        """float pixels in [0,1] -> the uint8 bytes the first layer's kernel reads (per chunk)."""
+        return self._internal_input(self.to_uint8(images))
+
+    def _check_float(self, images: np.ndarray) -> np.ndarray:
         if not isinstance(images, np.ndarray):
             raise TypeError(f"expected a numpy float32 array [N,{self._shape_text()}], got {type(images).__name__}")
         if images.dtype.kind != "f":
             raise TypeError(f"expected float32 pixels in [0,1] with shape [N,{self._shape_text()}], got dtype "
                             f"{images.dtype} (use run() for uint8 images)")
         self._check_layout(images, "float32")
-        if not np.isfinite(images).all():
-            raise ValueError("images contain NaN or infinite values")
-        scaled = np.floor(images.astype(np.float64) * 255.0 + 0.5)
-        return np.clip(scaled, 0, 255).astype(np.uint8).reshape((-1,) + self.input_shape)
+        return images.reshape((-1,) + self.input_shape)
 
     def _shape_text(self):
         return ",".join(str(v) for v in self.input_shape)
@@ -307,35 +335,58 @@ class Model:
                     return self._workspaces.pop(i)
         return _Workspace(batch, self._largest, self._net.scratch_bytes(self._num_threads))
 
-    def _execute(self, batch: np.ndarray, keep: Sequence[int], profile: bool = False):
-        n = len(batch)
+    def _working_set_per_image(self, converting: bool) -> int:
+        """Bytes per image of one executor call: ping-pong buffers, float conversion."""
+        return 2 * self._largest + (FLOAT_CONVERSION_BYTES * self._sizes[0] if converting else 0)
+
+    def _chunk_images(self, converting: bool) -> int:
+        """Images per executor call: as many as the working-set budget allows, at least one."""
+        return max(1, WORKSPACE_BYTES // self._working_set_per_image(converting))
+
+    def _execute(self, images: np.ndarray, keep: Sequence[int], prepare=None, profile: bool = False):
+        """Run the batch, in chunks of at most _chunk_images each, writing the kept tensors
+        (and always the last) straight into whole-batch arrays. prepare(chunk) turns a
+        slice of `images` into uint8 input. Returns ({tensor index: array}, layer seconds)."""
+        n = len(images)
+        chunk = min(n, self._chunk_images(prepare is not None))
         threads = self._num_threads
+        last = len(self._sizes) - 1
+        keep = sorted(set(keep) | {last})
         try:
-            ws = self._take_workspace(n)
+            outputs = {i: np.empty(n * self._sizes[i], np.uint8) for i in keep}
+            ws = self._take_workspace(chunk)
             if ws.scratch.nbytes < self._net.scratch_bytes(threads):  # num_threads grew since
                 ws.scratch = np.empty(self._net.scratch_bytes(threads), np.uint8)
-            last = len(self._sizes) - 1
-            keep = set(keep) | {last}
-            tensors, owned = [batch], []
-            for i in range(1, last + 1):
-                size = n * self._sizes[i]
-                if i in keep:
-                    t = np.empty(size, np.uint8)
-                    owned.append(t)
-                else:  # alternate ping-pong buffers, never the one the layer reads
-                    prev = tensors[-1]
-                    buf = ws.buffers[1] if prev.base is ws.buffers[0] else ws.buffers[0]
-                    t = buf[:size]
-                tensors.append(t)
         except MemoryError:
-            raise MemoryError(f"not enough memory for a batch of {n} images "
-                              f"({n * self._largest * 2 / 2**20:.0f} MiB of activations)") from None
+            raise self._memory_error(n, chunk, prepare is not None, keep) from None
+        seconds = None
         try:
-            seconds = self._net.run(tensors, n, threads, ws.scratch, profile)
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                tensors = [prepare(images[start:stop]) if prepare else images[start:stop]]
+                for i in range(1, last + 1):
+                    size = self._sizes[i]
+                    if i in outputs:
+                        t = outputs[i][start * size:stop * size]
+                    else:  # alternate ping-pong buffers, never the one the layer reads
+                        buf = ws.buffers[1] if tensors[-1].base is ws.buffers[0] else ws.buffers[0]
+                        t = buf[:(stop - start) * size]
+                    tensors.append(t)
+                chunk_seconds = self._net.run(tensors, stop - start, threads, ws.scratch, profile)
+                if profile:
+                    seconds = chunk_seconds if seconds is None else [a + b for a, b in zip(seconds, chunk_seconds)]
+        except MemoryError:  # converting a chunk of float images: memory ran out meanwhile
+            raise self._memory_error(n, chunk, prepare is not None, keep) from None
         finally:
             with self._lock:
                 self._workspaces.append(ws)
-        return (tensors, seconds) if profile else tensors
+        return outputs, seconds
+
+    def _memory_error(self, n: int, chunk: int, converting: bool, keep) -> MemoryError:
+        outputs = sum(n * self._sizes[i] for i in keep)
+        working_set = chunk * self._working_set_per_image(converting)
+        return MemoryError(f"not enough memory for a batch of {n} images: {outputs / 2**20:.0f} MiB of outputs "
+                           f"and a {working_set / 2**20:.0f} MiB working set ({chunk} images at a time)")
 
     def __repr__(self):
         h, w, c = self.input_shape

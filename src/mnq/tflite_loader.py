@@ -142,6 +142,7 @@ class _Reader:
         outputs = [int(v) for v in op.OutputsAsNumpy()] if op.OutputsLength() else []
         if not inputs or len(outputs) != 1:
             raise ModelFormatError(f"{self.source}: operator {i} ({what}) has malformed inputs/outputs")
+        self.check_indices(inputs, outputs, i, what)
         return inputs, outputs
 
     def type_name(self, index):
@@ -292,6 +293,18 @@ class _Reader:
         getattr(self, "_" + kind)(layer, op, inputs, i)
         return layer, inputs, y
 
+    def check_indices(self, inputs, outputs, i, kind):
+        """As in the TFLite schema, -1 marks an absent optional input and nothing else:
+        -2 is not "no bias" but a damaged file (TFLite refuses it too)."""
+        count = self.sg.TensorsLength()
+        for role, indices in (("input", inputs), ("output", outputs)):
+            for pos, index in enumerate(indices):
+                absent = index == -1 and role == "input" and pos > 0  # required ones are checked per op
+                if not (0 <= index < count or absent):
+                    raise ModelFormatError(f"{self.source}: operator {i} ({kind}) {role} {pos} has invalid tensor "
+                                           f"index {index} (the subgraph has {count} tensors; -1 marks an "
+                                           "absent optional input)")
+
     def options(self, op, cls, i, kind):
         table = op.BuiltinOptions()
         if table is None:
@@ -313,7 +326,7 @@ class _Reader:
         return _PADDINGS[opts.Padding()]
 
     def _conv_common(self, layer, op, inputs, i, opts, weight_shape_of, channel_axis):
-        if len(inputs) < 2:
+        if len(inputs) < 2 or inputs[1] == -1:
             raise ModelFormatError(f"{self.source}: operator {i} ({layer.op}) has no filter input")
         if opts.DilationHFactor() != 1 or opts.DilationWFactor() != 1:
             raise self.fail(f"operator {i} ({layer.op}) '{layer.name}' uses dilation "
@@ -338,7 +351,7 @@ class _Reader:
         layer.stride = (opts.StrideH(), opts.StrideW())
         layer.padding = self.padding(opts, i, layer.op)
         layer.activation = self.activation(opts, i, layer.op)
-        if len(inputs) > 2 and inputs[2] >= 0:
+        if len(inputs) > 2 and inputs[2] != -1:
             self.check_type(inputs[2], tflite.TensorType.INT32)
             layer.bias = self.constant(inputs[2], np.int32, [layer.out_shape[2]])
         return wshape

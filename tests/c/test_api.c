@@ -149,6 +149,8 @@ int main(int argc, char **argv) {
   mnq_model_free(again);
   expect(mnq_model_load("/nonexistent/model.mnq", err, sizeof(err)) == NULL && strstr(err, "/nonexistent/model.mnq"),
          "missing file named in the error");
+  expect(mnq_model_load("/dev/zero", err, sizeof(err)) == NULL && strstr(err, "/dev/zero: a character device"),
+         "a device is refused unread");
 
   for (int i = 0; i < m->num_layers; i++) free(tensors[i + 1]);
   free(tensors), free(scratch), free(image), free(x), free(out), free(ref);
