@@ -280,7 +280,8 @@ def test_mnq_run_runs_int8_files(tmp_path, kind):
     np.testing.assert_array_equal(got, expected_uint8_form(model, pixels))
 
 
-def test_mnq_run_int8_under_qemu_aarch64(tmp_path):
+@pytest.mark.parametrize("cpu, gemm", [("max", "mnq_gemm_u8_4x16c4__neondot"), ("cortex-a53", "mnq_gemm_u8_4x16__neon")])
+def test_mnq_run_int8_under_qemu_aarch64(tmp_path, cpu, gemm):
     if not shutil.which("qemu-aarch64"):
         pytest.skip("qemu-aarch64 not installed")
     cli = make("aarch64-linux-gnu-gcc")
@@ -288,8 +289,8 @@ def test_mnq_run_int8_under_qemu_aarch64(tmp_path):
     model_file = tmp_path / "m.mnq"
     model_file.write_bytes(encode(model.graph))
     pixels = imagenet_pixels(2, model.input_shape)
-    got, log = mnq_run_outputs(cli, model_file, pixels, tmp_path, ["qemu-aarch64", "-cpu", "max"])
-    assert "mnq_pwconv_u8__scalar" in log  # per-channel layers: no NEON kernel reads the arrays yet
+    got, log = mnq_run_outputs(cli, model_file, pixels, tmp_path, ["qemu-aarch64", "-cpu", cpu])
+    assert gemm in log and "__scalar" not in log  # per-channel layers run on the NEON kernels
     np.testing.assert_array_equal(got, expected_uint8_form(model, pixels))
 
 

@@ -86,7 +86,7 @@ class _Reader:
         last = len(ops) - 1 if len(ops) - 1 > first and codes[-1] in _EDGE_OPS else len(ops)
         if first >= last:
             raise self.fail("the model has no operators besides QUANTIZE / DEQUANTIZE")
-        self.dtype = self.layer_dtype(ops[first], first)
+        self.dtype = self.layer_dtype(ops[first], first, _OPS.get(codes[first], "first layer"))
         input_edge = self.edge(ops[0], 0, at_input=True) if first else None
         output_edge = self.edge(ops[-1], len(ops) - 1, at_input=False) if last < len(ops) else None
         if input_edge is None:
@@ -149,9 +149,9 @@ class _Reader:
         t = self.tensor(index).Type()
         return _TYPE_NAMES.get(t, str(t))
 
-    def layer_dtype(self, op, i):
+    def layer_dtype(self, op, i, kind):
         """The network's activation type, from the first layer's input: uint8 or int8."""
-        inputs, _ = self.io(op, i, "first layer")
+        inputs, _ = self.io(op, i, kind)
         t = self.tensor(inputs[0]).Type()
         if t not in _LAYER_TYPES:
             kind = {tflite.TensorType.INT16: "int16 activations (16x8 quantization)",
