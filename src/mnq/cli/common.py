@@ -9,7 +9,7 @@ import sys
 from typing import Optional, Tuple
 
 from .. import _core
-from ..errors import UsageError
+from ..errors import LabelsError, UsageError
 
 EXIT_OK, EXIT_FILE_ERRORS, EXIT_USAGE = 0, 1, 2
 # instruction-set levels by architecture family: --isa offers those of this machine only
@@ -68,10 +68,10 @@ def load_model(args, given: Optional[str] = None):
     labels = getattr(args, "labels_file", None)
     try:
         model = mnq.load(path, num_threads=getattr(args, "threads", None), isa=args.isa, labels=labels)
-    except FileNotFoundError as exc:
-        if labels and not os.path.exists(labels):
-            raise UsageError(f"--labels {labels}: no such file") from None
-        raise UsageError(f"{origin_text(path, origin)}: {exc.strerror or exc}") from None
+    except LabelsError as exc:
+        if labels:  # the only labels file whose problems are errors: the one the user named
+            raise UsageError(f"--labels {exc}") from None
+        raise
     except OSError as exc:
         raise UsageError(f"{origin_text(path, origin)}: {exc.strerror or exc}") from None
     return with_labels(model), path
