@@ -2,6 +2,7 @@
 mnq.load() without a path, mnq benchmark, classify's stdin/labels/summary/Parquet, info
 --format json, and the structure that keeps the library free of its CLI."""
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -304,3 +305,31 @@ def test_mnq_run_options_after_files_and_labels_beside_the_model(mnq_run, tmp_pa
     (tmp_path / "names.txt").write_text("a\nb\n")
     r = subprocess.run([mnq_run, model, image, "--labels", tmp_path / "names.txt"], capture_output=True, text=True)
     assert r.returncode == 2 and "2 names for a model with 1001 classes" in r.stderr
+
+
+# ------------------------------------------------------------------ no tracebacks (issue #17, item 3)
+
+def test_out_of_memory_is_one_line(tmp_path):
+    import resource
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    # a batch whose input alone (7 GiB) cannot be allocated under a 3 GiB address-space limit
+    r = subprocess.run([sys.executable, "-m", "mnq", "profile", "--batch", "100000", "--model", str(MAIN_MODEL)],
+                       capture_output=True, text=True, preexec_fn=limit_memory)
+    one_line_error(r, "out of memory")
+
+
+def test_module_without_tensorflow_is_one_line(tmp_path):
+    module = tmp_path / "module"
+    module.mkdir()
+    (module / "saved_model.pb").write_bytes(b"")
+    (module / "tfhub_module.pb").write_bytes(b"\x08\x03")
+    # tensorflow made unimportable: a sitecustomize that blocks it, first on the path
+    (tmp_path / "block").mkdir()
+    (tmp_path / "block" / "sitecustomize.py").write_text("import sys\nsys.modules['tensorflow'] = None\n")
+    path = os.pathsep.join([str(tmp_path / "block")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                         if p])
+    r = mnq_cli("classify", SAMPLES / "cat.bmp", "--model", module, env={"PYTHONPATH": path})
+    one_line_error(r, str(module), "pip install tensorflow-cpu")

@@ -182,7 +182,8 @@ class _ModuleReader:
         try:
             import tensorflow as tf
         except ImportError:
-            raise ImportError("reading TF Hub modules needs TensorFlow: pip install tensorflow-cpu (or pip install '.[tf]' in a checkout of mnq)") from None
+            raise ImportError(f"{self.source}: reading a TF Hub module needs TensorFlow: pip install tensorflow-cpu "
+                              "(or pip install '.[tf]' in a checkout of mnq)", name="tensorflow") from None
         self.tf = tf
         meta_graph, signature = self.meta_graph()
         self.tf_graph = tf.Graph()

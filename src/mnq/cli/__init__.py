@@ -18,6 +18,10 @@ from ..errors import UsageError
 from . import benchmark, classify, evaluation, fetch, info, profile
 from .common import EXIT_USAGE
 
+# packages some models or options need and a plain install lacks; their absence is a user error
+OPTIONAL_PACKAGES = ("tensorflow", "pyarrow", "dask", "distributed", "pandas", "ai_edge_litert", "onnxruntime",
+                     "tf2onnx", "onnx")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__, extract
@@ -55,7 +59,11 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as exc:  # model files, labels, --isa: the message says what is wrong
         return fail(describe_os_error(exc) if isinstance(exc, OSError) else exc)
     except MemoryError as exc:
-        return fail(f"out of memory{': ' + str(exc) if str(exc) else ''} (try a smaller --batch-size)")
+        return fail(f"out of memory{': ' + str(exc) if str(exc) else ''} (try a smaller batch)")
+    except ImportError as exc:
+        if exc.name not in OPTIONAL_PACKAGES:  # a broken installation or a bug: keep the traceback
+            raise
+        return fail(exc)
     except KeyboardInterrupt:
         print("mnq: interrupted", file=sys.stderr)
         return 130
