@@ -129,7 +129,7 @@ def test_missing_model_and_labels_name_the_option_or_variable(tmp_path):
     one_line_error(mnq_cli("eval", SHARED / "images" / "imagenet_val", "--labels", "nope.csv", "--model", MAIN_MODEL),
                    "--labels nope.csv")
     one_line_error(mnq_cli("classify", cat, "--model", MAIN_MODEL, "--labels", "nope.txt"), "--labels nope.txt")
-    one_line_error(mnq_cli("info", "--model", tmp_path), str(tmp_path))
+    one_line_error(mnq_cli("info", "--model", tmp_path), str(tmp_path), "not a TF Hub module")
 
 
 def test_eval_with_nothing_evaluated_says_so(tmp_path):
@@ -161,7 +161,7 @@ def test_pixel_limit_has_a_clear_message_and_can_be_raised(tmp_path):
     from PIL import Image
     Image.new("RGB", (50, 40), "red").save(small)
     r = mnq_cli("classify", small, "--model", MAIN_MODEL, env={"MNQ_MAX_PIXELS": "1999"})
-    assert r.returncode == 1 and "limit of 1,999" in r.stderr
+    assert r.returncode == 1 and "pixel limit of 1,999" in r.stderr
     assert mnq_cli("classify", small, "--model", MAIN_MODEL, env={"MNQ_MAX_PIXELS": "2000"}).returncode == 0
 
 

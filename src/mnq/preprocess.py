@@ -75,7 +75,7 @@ def preprocess(im: Image.Image, size: tuple) -> np.ndarray:
     """An opened Pillow image -> uint8 [H, W, 3] for a model input of size (H, W)."""
     height, width = size
     if im.width * im.height > MAX_PIXELS:
-        raise ValueError(f"image of {im.width}x{im.height} = {im.width * im.height:,} pixels is larger than the "
+        raise ValueError(f"image of {im.width}x{im.height} = {im.width * im.height:,} pixels is larger than the pixel "
                          f"limit of {MAX_PIXELS:,} (a guard against decompression bombs); raise it with "
                          "--max-pixels N or env MNQ_MAX_PIXELS")
     im.seek(0)
@@ -89,7 +89,7 @@ def load_image(path, size: tuple) -> np.ndarray:
     try:
         im = Image.open(path)  # reads the header only: the size is checked before decoding
     except Image.DecompressionBombError:  # more than twice Pillow's limit: refused while opening
-        raise ValueError(f"image is larger than the limit of {MAX_PIXELS:,} pixels (a guard against "
+        raise ValueError(f"image is larger than the pixel limit of {MAX_PIXELS:,} pixels (a guard against "
                          "decompression bombs); raise it with --max-pixels N or env MNQ_MAX_PIXELS") from None
     with im:
         return preprocess(im, size)

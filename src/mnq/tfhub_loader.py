@@ -73,6 +73,9 @@ def cached_module(path, cache_directory=None) -> Path:
     from .mnq_format import encode
 
     path = Path(path)
+    if path.is_dir() and not (path / "saved_model.pb").is_file():  # checked before hashing a whole folder
+        raise ModelFormatError(f"{path}: is a directory but not a TF Hub module (no saved_model.pb); a model is a "
+                               ".tflite or .mnq file, or a TF Hub module directory or .tar.gz")
     folder = Path(cache_directory) if cache_directory else cache_dir() / "modules"
     target = folder / f"{module_digest(path)}.mnq"
     if target.is_file():
