@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path

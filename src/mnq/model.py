@@ -1,7 +1,6 @@
 """mnq.load() and Model: the Python face of the C executor."""
 from __future__ import annotations
 
-import math
 import os
 import threading
 import zipfile
@@ -201,8 +200,9 @@ class Model:
         images = _as_image_list(inputs)
         if not images:
             return []
-        pixels = np.stack([_preprocessed(image, self.input_shape[:2]) for image in images])
-        scores = self.run(pixels)
+        size = self.input_shape[:2]
+        scores = np.concatenate([self.run(np.stack([_preprocessed(image, size) for image in images[i:i + 32]]))
+                                 for i in range(0, len(images), 32)])  # 32 decoded images at a time
         labels = self.labels or (imagenet_labels() if self.num_outputs == IMAGENET_CLASSES else None)
         results = []
         for row in scores:
