@@ -1,15 +1,14 @@
 """Benchmark session plumbing: options, the shared input batch, result rows and the final table.
 
 Rows are collected while the tests run and printed (and written as Markdown) once at the end,
-so every engine's numbers come from the same process and the same run.
+so every engine's numbers come from the same process and the same run. The timing loop is
+mnq.benchmark.measure, the one `mnq benchmark` uses.
 """
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import platform
-import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 
 from mnq import _core
+from mnq.benchmark import measure, summary
 from mnq.model import read_graph
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -48,6 +48,9 @@ def pytest_addoption(parser):
     group.addoption("--bench-batches", default="1,32", help="comma-separated batch sizes (default 1,32)")
     group.addoption("--bench-md", default=str(BENCH_DIR / "results" / "latest.md"),
                     help="where to write the Markdown results table")
+    group.addoption("--bench-time", type=float, default=1.0,
+                    help="seconds of timed calls per row (default 1.0), after 2 warm-up calls")
+    group.addoption("--bench-min-runs", type=int, default=5, help="timed calls per row at least (default 5)")
 
 
 def _int_list(text: str) -> list:
@@ -83,25 +86,21 @@ def images(request, model_path) -> np.ndarray:
 
 
 @pytest.fixture
-def bench(request, benchmark, threads, batch):
+def bench(request, threads, batch):
     """bench(engine, config, run, x, reference): time run(x) and add a row to the final table.
 
-    One warm-up call (weight packing, allocation) also sizes the run: as many rounds as fit in
-    --benchmark-max-time seconds, at least --benchmark-min-rounds; the table reports medians."""
-    benchmark.group = f"batch {batch}, {threads} thread(s)"
+    Two warm-up calls (weight packing, allocation), then mnq.benchmark.measure: calls for
+    --bench-time seconds, at least --bench-min-runs; the table reports medians."""
 
     def _bench(engine, config, run, x, reference):
-        start = time.perf_counter()
+        out = run(x)
         run(x)
-        warm_s = time.perf_counter() - start
         option = request.config.getoption
-        rounds = max(int(option("benchmark_min_rounds")), math.ceil(float(option("benchmark_max_time")) / warm_s))
-        out = benchmark.pedantic(run, args=(x,), rounds=rounds, iterations=1)
-        if benchmark.stats is None:  # --benchmark-disable: nothing was timed
-            return
-        stats = benchmark.stats.stats
+        latencies = measure(run, x, option("--bench-time"), option("--bench-min-runs"))
+        stats = summary(latencies, batch)
         match = None if reference is None else float(np.mean(out == reference[:batch]))
-        request.config.stash[ROWS].append(Row(engine, config, threads, batch, stats.median, stats.rounds, match))
+        request.config.stash[ROWS].append(Row(engine, config, threads, batch, stats["p50_ms"] / 1e3, stats["runs"],
+                                              match))
 
     return _bench
 
@@ -135,8 +134,7 @@ def render_table(rows: list, config, skipped: list) -> str:
         f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores ({_core.cpu_features()}); "
         f"mnq {_version('mnq')} (best ISA {best_isa}), ai-edge-litert {_version('ai-edge-litert')}, "
         f"onnxruntime {_version('onnxruntime')}, tf2onnx {_version('tf2onnx')}; "
-        f"pytest-benchmark max-time {config.getoption('benchmark_max_time')} s, "
-        f"min-rounds {config.getoption('benchmark_min_rounds')}",
+        f"{config.getoption('--bench-time')} s per row, at least {config.getoption('--bench-min-runs')} runs",
         "",
         "| engine | config | threads | batch | median ms/batch | images/s | × mnq-best | rounds | bytes = TFLite |",
         "|---|---|--:|--:|--:|--:|--:|--:|--:|",
@@ -158,7 +156,7 @@ def render_table(rows: list, config, skipped: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own table
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, config):
     rows = config.stash.get(ROWS, [])
     skipped = sorted({str(rep.longrepr[2]).removeprefix("Skipped: ")

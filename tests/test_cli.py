@@ -136,7 +136,8 @@ def test_usage_errors(args, message):
     assert r.returncode == 2 and message in r.stderr and no_traceback(r)
 
 
-@pytest.mark.parametrize("command", [(), ("classify",), ("eval",), ("info",), ("fetch",), ("profile",)])
+@pytest.mark.parametrize("command", [(), ("classify",), ("eval",), ("info",), ("fetch",), ("extract",), ("profile",),
+                                     ("benchmark",)])
 def test_help_everywhere(command):
     r = mnq_cli(*command, "--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: mnq")

@@ -85,5 +85,5 @@ def test_tool_needs_tensorflow_only_for_modules(tmp_path, monkeypatch, capsys):
     (tmp_path / "saved_model.pb").write_bytes(b"")
     (tmp_path / "tfhub_module.pb").write_bytes(b"\x08\x03")
     assert extract([str(tmp_path), "-o", str(tmp_path / "o.mnq")]) == 2
-    assert "pip install 'mnq[tf]'" in capsys.readouterr().err
+    assert "pip install tensorflow-cpu (or pip install '.[tf]'" in capsys.readouterr().err
     assert extract([str(MAIN_MODEL), "-o", str(tmp_path / "o.mnq")]) == 0

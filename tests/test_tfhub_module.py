@@ -142,3 +142,32 @@ def test_bad_archives(built, capsys, tmp_path):
         tar.add(built("0.25_64")["module"] / "saved_model.pb", arcname="../saved_model.pb")
     assert "refusing to extract" in extract_error(capsys, evil, tmp_path)
     assert not (tmp_path.parent / "saved_model.pb").exists()
+
+
+def test_pass_through_ops_are_stepped_through(tmp_path):
+    """PlaceholderWithDefault on the input, StopGradient/CheckNumerics/Snapshot/Identity between
+    layers: the same layers, byte for byte, as the same module without them."""
+    kwargs = dict(size=32, depth_multiplier=0.25, blocks=[(1, 64), (2, 128)], num_classes=11, seed=5, convert=False)
+    plain = tf_module_builder.build(tmp_path / "plain", **kwargs)["module"]
+    wrapped = tf_module_builder.build(tmp_path / "wrapped", pass_through=True, **kwargs)["module"]
+    from mnq.tfhub_loader import load_module
+
+    assert encode(load_module(wrapped)) == encode(load_module(plain))
+
+
+@pytest.mark.parametrize("form", ["module", "archive"])
+def test_load_module_equals_the_tflite_route(built, form, tmp_path, monkeypatch):
+    """mnq.load(module directory or .tar.gz): converted once into the cache, keyed by content,
+    then the same output bytes as mnq.load(converted .tflite)."""
+    monkeypatch.setenv("MNQ_CACHE_DIR", str(tmp_path / "cache"))
+    paths = built("0.25_64")
+    from_module = mnq.load(paths[form], num_threads=1)
+    from_tflite = mnq.load(paths["tflite"], num_threads=1)
+    x = np.random.default_rng(1).integers(0, 256, (3,) + from_tflite.input_shape, dtype=np.uint8)
+    assert from_module.run(x).tobytes() == from_tflite.run(x).tobytes()
+    cached = list((tmp_path / "cache" / "modules").glob("*.mnq"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    again = mnq.load(paths[form], num_threads=1)  # from the cache: not converted again
+    assert cached[0].stat().st_mtime_ns == stamp and again.run(x).tobytes() == from_tflite.run(x).tobytes()
+    assert str(paths[form]) in repr(from_module) or paths[form].name in repr(from_module)

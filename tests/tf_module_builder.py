@@ -78,10 +78,15 @@ class _Net:
             return self.fake_quant(y, "act_quant", -rng.uniform(6, 12), rng.uniform(8, 16), False)
 
 
-def mobilenet_v1(images, rng, depth_multiplier=1.0, num_classes=1001, blocks=BLOCKS, extra_op=None):
+def mobilenet_v1(images, rng, depth_multiplier=1.0, num_classes=1001, blocks=BLOCKS, extra_op=None,
+                 pass_through=False):
     """images in [0,1] -> (net input in [-1,1], logits or features, softmax or None).
-    extra_op: name of a tf.nn function inserted after Conv2d_0 (for unsupported-op tests)."""
+    extra_op: name of a tf.nn function inserted after Conv2d_0 (for unsupported-op tests).
+    pass_through: put ops that forward their input unchanged (PlaceholderWithDefault,
+    StopGradient, CheckNumerics, Snapshot, Identity) on the data path, as exported graphs have."""
     net_ = _Net(rng)
+    if pass_through:
+        images = tf1.placeholder_with_default(images, images.shape, name="input")
 
     def depth(d):
         return max(int(d * depth_multiplier), 8)
@@ -93,6 +98,11 @@ def mobilenet_v1(images, rng, depth_multiplier=1.0, num_classes=1001, blocks=BLO
         x = net_.conv_bn_relu6(x, "Conv2d_0", False, 3, 2, depth(32))
         if extra_op:
             x = getattr(tf.nn, extra_op)(x)
+        if pass_through:
+            x = tf.stop_gradient(x, name="StopGradient")
+            x = tf.debugging.check_numerics(x, "Conv2d_0 output", name="CheckNumerics")
+            x = tf.raw_ops.Snapshot(input=x, name="Snapshot")
+            x = tf.identity(x, name="Identity")
         for i, (stride, channels) in enumerate(blocks, 1):
             x = net_.conv_bn_relu6(x, f"Conv2d_{i}_depthwise", True, 3, stride, None)
             x = net_.conv_bn_relu6(x, f"Conv2d_{i}_pointwise", False, 1, 1, depth(channels))
@@ -107,7 +117,7 @@ def mobilenet_v1(images, rng, depth_multiplier=1.0, num_classes=1001, blocks=BLO
 
 
 def build(out_dir, size=160, depth_multiplier=1.0, num_classes=1001, seed=0, blocks=BLOCKS, extra_op=None,
-          convert=True):
+          convert=True, pass_through=False):
     """Write out_dir/module (TF1 Hub module), out_dir/module.tar.gz and, when convert,
     out_dir/converted.tflite (the TFLite converter's uint8 form of the same graph, from
     the [-1,1] net input, quantized as scale 1/128, zero point 128). Returns the paths."""
@@ -117,7 +127,7 @@ def build(out_dir, size=160, depth_multiplier=1.0, num_classes=1001, seed=0, blo
     with graph.as_default():
         images = tf1.placeholder(tf.float32, [None, size, size, 3], name="images")
         net_input, output, softmax = mobilenet_v1(images, np.random.default_rng(seed), depth_multiplier,
-                                                  num_classes, blocks, extra_op)
+                                                  num_classes, blocks, extra_op, pass_through)
         with tf1.Session(graph=graph) as sess:
             sess.run(tf1.global_variables_initializer())
             export_module(sess, module, images, output)

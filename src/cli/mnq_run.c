@@ -1,10 +1,13 @@
 /* mnq-run: classify images with a .mnq model, no Python needed.
- *   mnq-run [options] MODEL.mnq IMAGE.ppm|IMAGE.raw...
+ *   mnq-run [options] MODEL.mnq IMAGE.ppm|IMAGE.raw... [options]
  * An image is a binary PPM (P6, maxval 255) of the model's exact input size, or
- * (name ending in .raw) exactly H*W*C bytes of HWC uint8 pixels. Pixels p go to the
- * net as they are: for an int8 model that is the int8 input p - 128 (mnq's pixel
- * rule, docs/format.md), and outputs are printed and written in uint8 form (an
- * int8 softmax's value + 128, i.e. probability * 256 either way). */
+ * (name ending in .raw) exactly H*W*C bytes of HWC uint8 pixels. Options may come before
+ * or after the files; `--` ends them. Class names: the .mnq's own, else --labels FILE, else
+ * <model>_labels.txt, labels.txt or imagenet_labels.txt beside the model (as `mnq` finds
+ * them), the first with one line per class. Pixels p go to the net as they are: for an
+ * int8 model that is the int8 input p - 128 (mnq's pixel rule, docs/format.md), and
+ * outputs are printed and written in uint8 form (an int8 softmax's value + 128, i.e.
+ * probability * 256 either way). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +17,11 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: mnq-run [--top K] [--isa LEVEL] [--threads N] [--output FILE] [--verbose] MODEL.mnq IMAGE...\n"
+          "usage: mnq-run [--top K] [--isa LEVEL] [--threads N] [--labels FILE] [--output FILE] [--verbose]\n"
+          "               MODEL.mnq IMAGE...   (options may also follow the files; -- ends them)\n"
           "  IMAGE       binary PPM (P6) of the model's input size, or .raw HWC uint8 bytes\n"
           "  --top K     classes to print per image (default 5)\n"
+          "  --labels F  class names, one per line (default: the model's, else a labels file beside it)\n"
           "  --isa LEVEL force an instruction-set level (default: the best this CPU has)\n"
           "  --threads N OpenMP threads (default 1)\n"
           "  --output F  also write every image's raw uint8 output, concatenated, to F\n"
@@ -96,13 +101,92 @@ static int load_image(const char *path, const mnq_model *m, uint8_t *pixels) {
   return rc;
 }
 
+/* A labels file's largest size, as for `mnq` (ImageNet's names are 21 KB). */
+#define MAX_LABELS_BYTES (16u << 20)
+
+typedef struct {
+  char *text;          /* the file, lines NUL-terminated in place */
+  const char **names;  /* count pointers into text */
+  int count;
+} label_list;
+
+static void labels_free(label_list *l) {
+  free(l->text);
+  free((void *)l->names);
+  memset(l, 0, sizeof(*l));
+}
+
+/* Read one name per line; 0 on success, else -1 with errno set (EFBIG: over the cap). */
+static int labels_read(const char *path, label_list *l) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  size_t n = 0;
+  char *text = malloc(MAX_LABELS_BYTES + 2);
+  if (text) n = fread(text, 1, MAX_LABELS_BYTES + 1, f);
+  const int bad = !text || ferror(f);
+  fclose(f);
+  if (bad || n > MAX_LABELS_BYTES) {
+    free(text);
+    errno = !text ? ENOMEM : bad ? EIO : EFBIG;
+    return -1;
+  }
+  if (n == 0 || text[n - 1] != '\n') text[n++] = '\n';
+  int count = 0;
+  for (size_t i = 0; i < n; i++) count += text[i] == '\n';
+  const char **names = malloc((size_t)count * sizeof(*names));
+  if (!names) { free(text); errno = ENOMEM; return -1; }
+  char *line = text;
+  for (int k = 0; k < count; k++) {
+    char *end = strchr(line, '\n');
+    *end = '\0';
+    if (end > line && end[-1] == '\r') end[-1] = '\0';
+    names[k] = line;
+    line = end + 1;
+  }
+  l->text = text, l->names = names, l->count = count;
+  return 0;
+}
+
+/* The first of <stem>_labels.txt, labels.txt, imagenet_labels.txt beside model_path with one
+ * line per class; 0 when found. */
+static int labels_beside(const char *model_path, int classes, label_list *l) {
+  const char *slash = strrchr(model_path, '/');
+  const size_t dir_len = slash ? (size_t)(slash - model_path + 1) : 0;
+  const char *base = model_path + dir_len, *dot = strrchr(base, '.');
+  const size_t stem_len = dot && dot > base ? (size_t)(dot - base) : strlen(base);
+  const char *fixed[] = {"labels.txt", "imagenet_labels.txt"};
+  char path[4096];
+  for (int i = 0; i < 3; i++) {
+    int len = i == 0 ? snprintf(path, sizeof(path), "%.*s%.*s_labels.txt", (int)dir_len, model_path, (int)stem_len,
+                                base)
+                     : snprintf(path, sizeof(path), "%.*s%s", (int)dir_len, model_path, fixed[i - 1]);
+    if (len < 0 || (size_t)len >= sizeof(path) || labels_read(path, l)) continue;
+    if (l->count == classes) return 0;
+    labels_free(l);
+  }
+  return -1;
+}
+
+/* A whole number in [lo, hi], or -1 after naming the option. */
+static long option_number(const char *opt, const char *val, long lo, long hi) {
+  char *end;
+  errno = 0;
+  const long v = strtol(val, &end, 10);
+  if (errno || end == val || *end || v < lo || v > hi) {
+    fprintf(stderr, "mnq-run: %s needs a whole number from %ld to %ld, got '%s'\n", opt, lo, hi, val);
+    return -1;
+  }
+  return v;
+}
+
 static int isa_by_name(const char *name) {
   for (int i = 0; i < MNQ_ISA_COUNT; i++)
     if (!strcmp(name, mnq_isa_name(i))) return i;
   return -1;
 }
 
-static void print_top(const char *path, const mnq_model *m, const uint8_t *out, int top) {
+static void print_top(const char *path, const mnq_model *m, const label_list *labels, const uint8_t *out,
+                      int top) {
   char *taken = calloc((size_t)m->output_size, 1);
   printf("%s\n", path);
   for (int k = 0; k < top && k < m->output_size && taken; k++) {
@@ -110,52 +194,90 @@ static void print_top(const char *path, const mnq_model *m, const uint8_t *out, 
     for (int i = 0; i < m->output_size; i++)
       if (!taken[i] && (best < 0 || out[i] > out[best])) best = i;
     taken[best] = 1;
-    printf("  %.3f %5d  %s\n", out[best] / 256.0, best, best < m->num_labels ? m->labels[best] : "");
+    const char *name = best < m->num_labels ? m->labels[best] : best < labels->count ? labels->names[best] : "";
+    printf("  %.3f %5d  %s\n", out[best] / 256.0, best, name);
   }
   free(taken);
 }
 
 int main(int argc, char **argv) {
-  int top = 5, threads = 1, isa = mnq_isa_best(), verbose = 0, argi = 1;
-  const char *output_path = NULL;
-  for (; argi < argc && argv[argi][0] == '-' && argv[argi][1] == '-'; argi++) {
-    const char *opt = argv[argi], *val = argi + 1 < argc ? argv[argi + 1] : NULL;
-    if (!strcmp(opt, "--help")) { usage(stdout); return 0; }
+  int top = 5, threads = 1, isa = mnq_isa_best(), verbose = 0, options_done = 0, nfiles = 0;
+  const char *output_path = NULL, *labels_path = NULL;
+  const char **files = calloc((size_t)argc, sizeof(*files)); /* MODEL then IMAGEs, in order */
+  if (!files) { fprintf(stderr, "mnq-run: out of memory\n"); return 2; }
+  for (int argi = 1; argi < argc; argi++) {
+    const char *opt = argv[argi];
+    if (options_done || opt[0] != '-' || opt[1] != '-') { files[nfiles++] = opt; continue; }
+    if (!strcmp(opt, "--")) { options_done = 1; continue; }
+    if (!strcmp(opt, "--help")) { usage(stdout); free(files); return 0; }
     if (!strcmp(opt, "--verbose")) { verbose = 1; continue; }
-    if (!val) { fprintf(stderr, "mnq-run: %s needs a value\n", opt); return 2; }
-    argi++;
-    if (!strcmp(opt, "--top")) top = atoi(val);
-    else if (!strcmp(opt, "--threads")) threads = atoi(val);
-    else if (!strcmp(opt, "--output")) output_path = val;
-    else if (!strcmp(opt, "--isa") && (isa = isa_by_name(val)) < 0) {
-      fprintf(stderr, "mnq-run: unknown instruction set '%s'\n", val);
-      return 2;
-    } else if (strcmp(opt, "--isa")) {
+    const char *val = argi + 1 < argc ? argv[argi + 1] : NULL;
+    long number = 0;
+    if (strcmp(opt, "--top") && strcmp(opt, "--threads") && strcmp(opt, "--output") && strcmp(opt, "--isa") &&
+        strcmp(opt, "--labels")) {
       fprintf(stderr, "mnq-run: unknown option %s\n", opt);
       usage(stderr);
+      free(files);
       return 2;
     }
+    if (!val) { fprintf(stderr, "mnq-run: %s needs a value\n", opt); free(files); return 2; }
+    argi++;
+    if (!strcmp(opt, "--top") && (number = option_number(opt, val, 0, 1 << 24)) >= 0) top = (int)number;
+    else if (!strcmp(opt, "--threads") && (number = option_number(opt, val, 1, 1024)) >= 0) threads = (int)number;
+    else if (!strcmp(opt, "--output")) output_path = val;
+    else if (!strcmp(opt, "--labels")) labels_path = val;
+    else if (!strcmp(opt, "--isa") && (isa = isa_by_name(val)) < 0) {
+      fprintf(stderr, "mnq-run: unknown instruction set '%s'\n", val);
+      number = -1;
+    }
+    if (number < 0) { free(files); return 2; }
   }
-  if (argc - argi < 2 || top < 0 || threads < 1) {
+  if (nfiles < 2) {
     usage(stderr);
+    free(files);
     return 2;
   }
+  const char *model_path = files[0];
   char err[512];
-  mnq_model *m = mnq_model_load(argv[argi], err, sizeof(err));
+  mnq_model *m = mnq_model_load(model_path, err, sizeof(err));
   if (!m) {
     fprintf(stderr, "mnq-run: %s\n", err);
+    free(files);
     return 2;
   }
   if (!m->input_takes_pixels) {
     fprintf(stderr, "mnq-run: %s: the model's input QUANTIZE rescales its input; mnq-run feeds pixels to the "
-            "network directly and supports only edges that change the type\n", argv[argi]);
+            "network directly and supports only edges that change the type\n", model_path);
     mnq_model_free(m);
+    free(files);
     return 2;
+  }
+  label_list labels = {0};
+  if (labels_path) {
+    if (labels_read(labels_path, &labels)) {
+      fprintf(stderr, "mnq-run: --labels %s: %s\n", labels_path,
+              errno == EFBIG ? "larger than the 16 MiB a labels file may have" : strerror(errno));
+      mnq_model_free(m);
+      free(files);
+      return 2;
+    }
+    if (labels.count != m->output_size) {
+      fprintf(stderr, "mnq-run: --labels %s: %d names for a model with %d classes\n", labels_path, labels.count,
+              m->output_size);
+      labels_free(&labels);
+      mnq_model_free(m);
+      free(files);
+      return 2;
+    }
+  } else if (m->num_labels == 0) {
+    labels_beside(model_path, m->output_size, &labels); /* optional: none found prints no names */
   }
   mnq_net *net = mnq_net_create(m->layers, m->num_layers, isa, err, sizeof(err));
   if (!net) {
-    fprintf(stderr, "mnq-run: %s: %s\n", argv[argi], err);
+    fprintf(stderr, "mnq-run: %s: %s\n", model_path, err);
+    labels_free(&labels);
     mnq_model_free(m);
+    free(files);
     return 2;
   }
   /* the kernels keep their own packed copies: drop the raw weights (4 MB on the main model) */
@@ -179,17 +301,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mnq-run: %s: %s\n", output_path, strerror(errno));
     rc = 2;
   }
-  for (int i = argi + 1; i < argc && rc != 2; i++) {
-    if (load_image(argv[i], m, pixels)) {
+  for (int i = 1; i < nfiles && rc != 2; i++) {
+    if (load_image(files[i], m, pixels)) {
       rc = 1;
       continue;
     }
     if (mnq_net_run_arena(net, 1, pixels, out, arena, arena_bytes, threads)) {
-      fprintf(stderr, "mnq-run: %s: inference failed\n", argv[i]);
+      fprintf(stderr, "mnq-run: %s: inference failed\n", files[i]);
       rc = 2;
       break;
     }
-    print_top(argv[i], m, out, top);
+    print_top(files[i], m, &labels, out, top);
     if (raw_out && fwrite(out, 1, (size_t)m->output_size, raw_out) != (size_t)m->output_size) {
       fprintf(stderr, "mnq-run: %s: write failed\n", output_path);
       rc = 2;
@@ -200,6 +322,8 @@ int main(int argc, char **argv) {
   free(pixels);
   free(out);
   mnq_net_destroy(net);
+  labels_free(&labels);
   mnq_model_free(m);
+  free(files);
   return rc;
 }

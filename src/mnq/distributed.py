@@ -1,4 +1,5 @@
-"""Classify many images on a Dask cluster into one table (`pip install 'mnq[dask]'`).
+"""Classify many images on a Dask cluster into one table (needs Dask and pyarrow: `pip install '.[dask]'`
+from a checkout of mnq).
 
     from dask.distributed import Client
     import mnq.distributed
@@ -39,22 +40,10 @@ import pyarrow as pa
 from dask.base import tokenize
 from distributed import Client, LocalCluster, WorkerPlugin, default_client, get_worker
 
-from .cli import label_of, with_labels
+from .labels import label_of, with_labels
 from .model import default_threads, load
 from .pipeline import classified, decoded, infer
-
-
-def schema(top_k: int) -> pa.Schema:
-    """One row per image: path; class_R, label_R, probability_R (uint8 softmax / 256) for
-    ranks R = 1..top_k, highest first; error. The ranked columns are null for a file that
-    failed, error is null for one that did not. Flat columns rather than lists: every
-    Parquet reader and SQL engine takes them as they are."""
-    ranks = range(1, top_k + 1)
-    return pa.schema([("path", pa.string())]
-                     + [(f"class_{r}", pa.int32()) for r in ranks]
-                     + [(f"label_{r}", pa.string()) for r in ranks]
-                     + [(f"probability_{r}", pa.float64()) for r in ranks]
-                     + [("error", pa.string())])
+from .results import row, schema  # noqa: F401 - schema is part of this module's API
 
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -133,15 +122,8 @@ def classify_partition(paths: List[str], plugin_name: str, top_k: int) -> pd.Dat
     """One task: decode, classify and tabulate a slice of paths on the worker running it."""
     model = get_worker().plugins[plugin_name].model
     items = list(decoded(paths, model.input_shape[:2], workers=model.num_threads, lookahead=len(paths)))
-    rows = []
-    for path, classes, values, error in classified(items, infer(model, items), top_k):
-        if error is not None:
-            rows.append({"path": path, "error": error})
-            continue
-        row = {"path": path, "error": None}
-        for rank, (c, v) in enumerate(zip(classes.tolist(), values.tolist()), start=1):
-            row.update({f"class_{rank}": c, f"label_{rank}": label_of(model, c), f"probability_{rank}": v / 256})
-        rows.append(row)
+    rows = [row(path, classes, values, error, lambda c: label_of(model, c))
+            for path, classes, values, error in classified(items, infer(model, items), top_k)]
     return to_pandas(pa.Table.from_pylist(rows, schema=schema(top_k)))
 
 

@@ -13,11 +13,9 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from .errors import LabelsError
+
 REQUIRED_COLUMNS = ("file", "label")
-
-
-class LabelsError(ValueError):
-    """The labels CSV is missing, malformed, or does not fit the model."""
 
 
 def ranked(scores: np.ndarray, k: int) -> np.ndarray:
@@ -39,6 +37,8 @@ def read_labels(csv_path: str, num_classes: int) -> List[Tuple[str, int]]:
         raise LabelsError(f"{csv_path}: not a UTF-8 text file ({exc.reason})") from None
     except csv.Error as exc:
         raise LabelsError(f"{csv_path}: malformed CSV: {exc}") from None
+    except OSError as exc:
+        raise LabelsError(f"{csv_path}: cannot read: {exc.strerror or exc}") from None
     if not rows:
         raise LabelsError(f"{csv_path}: no rows after the header")
     return rows

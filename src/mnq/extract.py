@@ -4,7 +4,7 @@
 
 MODEL is a uint8 .tflite file, or a TF1 Hub quantops module (MobileNet V1 family) as a
 directory or the .tar.gz tfhub.dev serves; reading a module needs TensorFlow
-(`pip install 'mnq[tf]'`).
+(`pip install tensorflow-cpu`, or `pip install '.[tf]'` in a checkout of mnq).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import ModelFormatError, UnsupportedModelError
 from .graph import Graph
+from .labels import read_labels_file
 from .mnq_format import encode
 from .model import read_graph
 from .tfhub_loader import is_module_archive, load_module  # imports TensorFlow only when reading a module
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace, prog: str = "mnq extract") -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off stderr
     try:
         graph = read_any(args.model)
-        labels = Path(args.labels).read_text(encoding="utf-8").splitlines() if args.labels else None
+        labels = read_labels_file(args.labels) if args.labels else None
         out_h, out_w, out_c = graph.layers[-1].out_shape
         if labels is not None and len(labels) != out_h * out_w * out_c:
             raise ValueError(f"{args.labels}: {len(labels)} labels for a model with {out_h * out_w * out_c} outputs")

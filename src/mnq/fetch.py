@@ -19,16 +19,14 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
+from .errors import FetchError
+
 DEFAULT_URL = ("https://storage.googleapis.com/download.tensorflow.org/models/"
                "mobilenet_v1_2018_08_02/mobilenet_v1_1.0_160_quant.tgz")
 DEFAULT_SHA256 = "b5c9da0d5215a1c1faab313f88ba0a900ac199c7af45f559ab65c63b0649bee1"
 MODEL_FILE_NAME = "mobilenet_v1_1.0_160_quant.tflite"
 TIMEOUT_SECONDS = 60
 CHUNK = 1 << 16
-
-
-class FetchError(Exception):
-    """A download or verification failure, with a message meant for the user."""
 
 
 def cache_dir(override: Optional[str] = None) -> Path:
@@ -50,8 +48,17 @@ def cached_model(override_dir: Optional[str] = None) -> Path:
     return cache_dir(override_dir) / MODEL_FILE_NAME
 
 
+def as_url(location: str) -> str:
+    """A URL as given, or a local path (absolute, relative or ~) as a file:// URL."""
+    if "://" in location:
+        return location
+    return Path(location).expanduser().resolve().as_uri()
+
+
 def fetch(url: str, sha256: str, directory: Path, progress: bool = True) -> Path:
-    """Download url, verify sha256, extract its .tflite into directory; return its path."""
+    """Download url (or read a local archive path), verify sha256, extract its .tflite into
+    directory; return its path."""
+    url = as_url(url)
     directory.mkdir(parents=True, exist_ok=True)
     archive = _temporary_file(directory, ".download-")
     try:

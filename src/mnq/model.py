@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -13,15 +12,16 @@ import numpy as np
 from . import _core
 from . import edges
 from .errors import ModelFormatError
-from .files import MAX_LABELS_BYTES, MAX_MODEL_BYTES, map_capped, read_capped
+from .files import MAX_LABELS_BYTES, MAX_MODEL_BYTES, map_capped
 from .graph import Graph
+from .labels import checked_labels, labels_beside
 from .mnq_format import MAGIC as MNQ_MAGIC
 from .mnq_format import decode as decode_mnq
 from .plan import plan
 from .tflite_loader import load_tflite
+from .tfhub_loader import cached_module, is_module_archive
 
 ISAS = _core.ISA_NAMES
-LABEL_FILE_NAMES = ("labels.txt", "imagenet_labels.txt")
 MAX_THREADS = 1024  # as the C library caps it (net.c); more only exhausts the OS's thread limit
 # Per-call activation working set (both ping-pong buffers, plus the float->uint8 conversion
 # in predict/features). A batch that needs more runs in chunks of images that fit, so memory
@@ -70,11 +70,7 @@ def _labels_from(path: Path, num_classes: int, explicit, embedded=None) -> Optio
     """Explicit list or file; else labels embedded in the model (.mnq labels, .tflite
     metadata zip) or a labels file beside it, used only if it has one line per class."""
     if explicit is not None:
-        labels = list(explicit) if not isinstance(explicit, (str, os.PathLike)) else \
-            read_capped(explicit, MAX_LABELS_BYTES, "a labels file").decode("utf-8").splitlines()
-        if len(labels) != num_classes:
-            raise ValueError(f"{len(labels)} labels given for a model with {num_classes} classes")
-        return labels
+        return checked_labels(explicit, num_classes)
     candidates = [embedded] if embedded else []
     try:
         with zipfile.ZipFile(path) as zf:  # TFLite metadata appends a zip of associated files
@@ -83,18 +79,10 @@ def _labels_from(path: Path, num_classes: int, explicit, embedded=None) -> Optio
                     candidates.append(zf.read(info).decode("utf-8", "replace").splitlines())
     except Exception:  # noqa: BLE001 - labels are optional; a damaged/encrypted/odd zip just has none
         pass
-    for name in (path.stem + "_labels.txt",) + LABEL_FILE_NAMES:
-        p = path.parent / name
-        if p.is_file():
-            try:
-                candidates.append(read_capped(p, MAX_LABELS_BYTES, "a labels file")
-                                  .decode("utf-8", "replace").splitlines())
-            except (ValueError, OSError) as exc:  # optional, like an oversized metadata entry
-                warnings.warn(f"{exc}; labels file ignored", stacklevel=4)
     for labels in candidates:
         if len(labels) == num_classes:
             return labels
-    return None
+    return labels_beside(path, num_classes)
 
 
 class _Workspace:
@@ -158,7 +146,10 @@ class Model:
 
     @property
     def layer_names(self) -> list:
-        return [layer.name for layer in self.graph.layers]
+        """Each layer's name as the CLI shows it: the first of the ';'-joined names the TFLite
+        converter gives a fused tensor (e.g. MobilenetV1/MobilenetV1/Conv2d_0/Relu6).
+        layer_outputs() keeps the full tensor names, which match TFLite's."""
+        return [short_name(layer.name) for layer in self.graph.layers]
 
     # ---- inference ----
     @property
@@ -247,6 +238,34 @@ class Model:
         measured = roofline.peak(self.isa)
         return roofline.layer_profiles(self.graph.layers, self.kernels, medians.tolist(), len(batch),
                                        measured[1] if measured else None, self.num_threads)
+
+    def classify(self, inputs, top_k: int = 5) -> list:
+        """The top_k classes of each image: [[(class index, label, probability), ...], ...].
+
+        inputs: one image or a list of them; an image is a file path, a PIL image, or a uint8
+        array [H,W,3] (or [H,W] grayscale) of any size; a uint8 array [N,H,W,3] is N images.
+        Every image is preprocessed exactly as `mnq classify` does (mnq.preprocess:
+        central 87.5% crop, bilinear resize to the model's input). probability is the uint8
+        softmax value / 256; classes are ranked highest first, ties by class index. label is
+        the model's class name (ImageNet's for a 1001-class model without labels), else None.
+        A file that cannot be read raises OSError/ValueError naming it."""
+        from .evaluate import ranked
+        from .labels import IMAGENET_CLASSES, imagenet_labels
+
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}")
+        images = _as_image_list(inputs)
+        if not images:
+            return []
+        size = self.input_shape[:2]
+        scores = np.concatenate([self.scores(np.stack([_preprocessed(image, size) for image in images[i:i + 32]]))
+                                 for i in range(0, len(images), 32)])  # 32 decoded images at a time
+        labels = self.labels or (imagenet_labels() if self.num_outputs == IMAGENET_CLASSES else None)
+        results = []
+        for row in scores:
+            classes = ranked(row, min(int(top_k), self.num_outputs))
+            results.append([(int(c), labels[c] if labels else None, int(row[c]) / 256) for c in classes])
+        return results
 
     # ---- input handling ----
     def to_uint8(self, images: np.ndarray) -> np.ndarray:
@@ -394,14 +413,65 @@ class Model:
                 f"{len(self.graph.layers)} layers, isa={self.isa}, threads={self.num_threads}>")
 
 
-def load(path: Union[str, os.PathLike], num_threads: Optional[int] = None, isa: Optional[str] = None,
-         labels: Union[None, str, os.PathLike, Sequence[str]] = None) -> Model:
-    """Load a uint8 MobileNet-family model (.tflite or .mnq).
+def short_name(tensor_name: str) -> str:
+    """The first of the ';'-joined names the TFLite converter gives a fused tensor."""
+    return tensor_name.split(";")[0]
 
+
+def _as_image_list(inputs) -> list:
+    """One image or a sequence of them -> a list (a 4-d array is a batch of images)."""
+    if isinstance(inputs, np.ndarray):
+        return list(inputs) if inputs.ndim == 4 else [inputs]
+    if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "getdata"):  # a path or a PIL image
+        return [inputs]
+    try:
+        return list(inputs)
+    except TypeError:
+        raise TypeError(f"expected image paths, PIL images or uint8 arrays, got {type(inputs).__name__}") from None
+
+
+def _preprocessed(image, size: tuple) -> np.ndarray:
+    from PIL import Image
+
+    from .preprocess import load_image, preprocess
+
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, size)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise TypeError(f"expected a uint8 image array [H,W,3] or [H,W], got dtype {image.dtype} with shape "
+                            f"{image.shape}")
+        image = Image.fromarray(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected an image path, PIL image or uint8 array, got {type(image).__name__}")
+    return preprocess(image, size)
+
+
+def load(path: Union[None, str, os.PathLike] = None, num_threads: Optional[int] = None, isa: Optional[str] = None,
+         labels: Union[None, str, os.PathLike, Sequence[str]] = None) -> Model:
+    """Load a uint8 MobileNet-family model.
+
+    path: a .tflite or .mnq file, or a TF1 Hub quantops module (its directory or the .tar.gz
+         tfhub.dev serves; converted once, with TensorFlow, into an .mnq in the user cache,
+         keyed by the module's content). None: the model `mnq fetch` downloaded.
     num_threads: OpenMP threads per inference (default: all available cores).
-    isa: force an instruction-set level ('scalar', 'avx2', 'avx512vnni', 'amx', 'neon', 'neondot');
-         default env MNQ_ISA, else the best this CPU supports.
+    isa: force an instruction-set level (x86: 'scalar', 'avx2', 'avx512vnni', 'amx'; Arm:
+         'scalar', 'neon', 'neondot'); default env MNQ_ISA, else the best this CPU supports.
     labels: list of class names or a text file (one per line); by default taken
          from the model's metadata or a labels file beside it when one matches.
     """
+    if path is None:
+        from .fetch import cached_model
+
+        path = cached_model()
+        if not path.is_file():
+            raise FileNotFoundError(f"no model given and none downloaded yet: run `mnq fetch` once (it saves "
+                                    f"{path}), or pass a model path to mnq.load")
+    path = Path(path)
+    if path.is_dir() or is_module_archive(path):
+        converted = cached_module(path)
+        graph = read_graph(converted)
+        graph.source = str(path)  # labels beside the module are found, messages name it
+        return Model(graph, num_threads=num_threads, isa=isa, labels=labels)
     return Model(read_graph(path), num_threads=num_threads, isa=isa, labels=labels)
+

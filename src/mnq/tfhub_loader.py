@@ -11,7 +11,9 @@ TensorFlow is imported here only, lazily: it is the optional `tf` extra.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import tarfile
 import tempfile
 from pathlib import Path
@@ -23,7 +25,10 @@ from .graph import Graph, Layer, Quant
 
 SIGNATURE = "default"
 _VARIABLE_OPS = ("VariableV2", "Variable", "VarHandleOp")
-_SKIPPED = ("Identity",)  # eval-mode dropout, variable reads
+# Ops that forward their input unchanged at inference (eval-mode dropout, variable reads,
+# default-valued inputs, gradient and numeric checks): the walker steps through them.
+_SKIPPED = ("Identity", "PlaceholderWithDefault", "StopGradient", "PreventGradient", "CheckNumerics", "Snapshot",
+            "EnsureShape", "DebugIdentity", "DebugIdentityV2")
 _RESCALE_OPS = ("Mul", "Sub", "Add", "AddV2", "RealDiv")
 _BIAS_OPS = ("BiasAdd", "Add", "AddV2")
 _ACTIVATIONS = {"Relu6": "RELU6", "Relu": "RELU"}
@@ -33,10 +38,59 @@ _INPUT_QUANT = {(2.0, -1.0): (1 / 128, 128), (1.0, 0.0): (1 / 255, 0)}
 
 
 def is_module_archive(path: Path) -> bool:
+    """A regular gzip/tar file (a module as tfhub.dev serves it), by name or by content."""
+    path = Path(path)
+    if not path.is_file():  # a FIFO or device must not be opened here
+        return False
     if path.name.endswith((".tar.gz", ".tgz", ".tar")):
         return True
-    with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"  # gzip
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"\x1f\x8b"  # gzip
+    except OSError:  # unreadable: the model reader says so
+        return False
+
+
+def module_digest(path: Path) -> str:
+    """sha256 of a module: of the archive's bytes, or of a directory's file names and contents
+    (sorted, so the same module gives the same digest wherever it was unpacked)."""
+    digest = hashlib.sha256(b"mnq-tfhub-module-v1\0")
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def cached_module(path, cache_directory=None) -> Path:
+    """The .mnq made from a module (directory or archive), converted on first use and kept in
+    <user cache>/modules/<content sha256>.mnq, so TensorFlow is needed once per module."""
+    from .fetch import cache_dir
+    from .mnq_format import encode
+
+    path = Path(path)
+    if path.is_dir() and not (path / "saved_model.pb").is_file():  # checked before hashing a whole folder
+        raise ModelFormatError(f"{path}: is a directory but not a TF Hub module (no saved_model.pb); a model is a "
+                               ".tflite or .mnq file, or a TF Hub module directory or .tar.gz")
+    folder = Path(cache_directory) if cache_directory else cache_dir() / "modules"
+    target = folder / f"{module_digest(path)}.mnq"
+    if target.is_file():
+        return target
+    data = encode(load_module(path))
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".convert-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)  # atomic: a concurrent loader sees no file or the whole one
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
 
 
 def load_module(path) -> Graph:
@@ -131,7 +185,8 @@ class _ModuleReader:
         try:
             import tensorflow as tf
         except ImportError:
-            raise ImportError("reading TF Hub modules needs TensorFlow: pip install 'mnq[tf]'") from None
+            raise ImportError(f"{self.source}: reading a TF Hub module needs TensorFlow: pip install tensorflow-cpu "
+                              "(or pip install '.[tf]' in a checkout of mnq)", name="tensorflow") from None
         self.tf = tf
         meta_graph, signature = self.meta_graph()
         self.tf_graph = tf.Graph()
