@@ -33,10 +33,12 @@
 #define CLAIM_LEFT(c) ((uint32_t)((c) & MAX_TILES))
 #define GEN_MASK ((1u << GEN_BITS) - 1)
 
-/* How long an idle or waiting thread spins before it sleeps: long enough to
- * catch the next layer (tens of microseconds) or the next inference of a loop,
- * short enough not to take a core another process needs. */
-#define SPIN_NS 50000
+/* How long a thread spins before it sleeps. Within a job it waits for the tiles
+ * others hold (a tile is tens to hundreds of microseconds; waking a sleeper costs
+ * about as much again), between jobs for the next inference of a loop; both short
+ * enough not to hold a core another process needs. */
+#define STAGE_SPIN_NS 300000
+#define IDLE_SPIN_NS 50000
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* one job at a time; workers' lifecycle */
 static int g_users;
@@ -94,7 +96,7 @@ static void wake_all(uint32_t *word) {
 /* Spin, then sleep, until `done_ready(target)`: g_done >= target. */
 static void wait_done(uint32_t target) {
   if (__atomic_load_n(&g_done, __ATOMIC_ACQUIRE) >= target) return;
-  const double deadline = now_seconds() + SPIN_NS * 1e-9;
+  const double deadline = now_seconds() + STAGE_SPIN_NS * 1e-9;
   for (unsigned spins = 1;; spins++) {
     if (__atomic_load_n(&g_done, __ATOMIC_ACQUIRE) >= target) return;
     cpu_relax();
@@ -143,7 +145,7 @@ static void *worker_main(void *arg) {
   for (;;) {
     uint32_t now = __atomic_load_n(&g_wake, __ATOMIC_ACQUIRE);
     if (now == seen) {
-      const double deadline = now_seconds() + SPIN_NS * 1e-9;
+      const double deadline = now_seconds() + IDLE_SPIN_NS * 1e-9;
       for (unsigned spins = 1; now == seen; spins++) {
         cpu_relax();
         now = __atomic_load_n(&g_wake, __ATOMIC_ACQUIRE);
