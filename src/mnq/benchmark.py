@@ -221,7 +221,8 @@ def run_benchmark(model_path, batches=(1,), threads=(1,), budget_s: float = 5.0,
     load_s = time.perf_counter() - start
     shape = first.input_shape
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (max(batches),) + shape, dtype=np.uint8)
+    # in the file's own input dtype (uint8, int8 or float32), the same array for every engine
+    images = np.ascontiguousarray(first.input_from_pixels(rng.integers(0, 256, (max(batches),) + shape, dtype=np.uint8)))
     report = {"model": str(model_path), "input_shape": list(shape), "isa": first.isa,
               "kernels": sorted(set(first.kernels)), "load_s": load_s, "budget_s": budget_s,
               "warmup_runs": warmup_runs, "results": [], "notes": notes}
