@@ -273,6 +273,27 @@ static int arm_packed(mnq_layer *L, int prepare_rc) {
   L->packed_only = prepare_rc == 0;
   return prepare_rc;
 }
+
+/* Pointwise layers and convs (im2col rows) share one GEMM per ARM level: 1 when the
+ * level has one (*rc: its prepare's result), 0 when the layer goes on to another kernel. */
+static int select_arm_gemm(mnq_layer *L, int isa, int *rc) {
+#ifdef MNQ_HAVE_NEONDOT
+  if (isa >= MNQ_ISA_NEONDOT) {
+    USE(mnq_gemm_u8_4x16c4__neondot);
+    *rc = arm_packed(L, mnq_gemm_u8_prepare__neondot(L));
+    return 1;
+  }
+#endif
+#ifdef MNQ_HAVE_NEON
+  if (isa >= MNQ_ISA_NEON) {
+    USE_EXPANDED(MNQ_ARM_NEON_GEMM);
+    *rc = arm_packed(L, mnq_gemm_u8_prepare__neon(L));
+    return 1;
+  }
+#endif
+  (void)L, (void)isa, (void)rc;
+  return 0;
+}
 #endif
 
 static int select_conv(mnq_layer *L, int isa) {
@@ -319,17 +340,9 @@ static int select_conv(mnq_layer *L, int isa) {
   }
 #endif
 #endif
-#ifdef MNQ_HAVE_NEONDOT
-  if (isa >= MNQ_ISA_NEONDOT) {
-    USE(mnq_gemm_u8_4x16c4__neondot); /* im2col rows through the GEMM */
-    return arm_packed(L, mnq_gemm_u8_prepare__neondot(L));
-  }
-#endif
-#ifdef MNQ_HAVE_NEON
-  if (isa >= MNQ_ISA_NEON) {
-    USE_EXPANDED(MNQ_ARM_NEON_GEMM);
-    return arm_packed(L, mnq_gemm_u8_prepare__neon(L));
-  }
+#ifdef MNQ_ARM_KERNELS
+  int rc;
+  if (select_arm_gemm(L, isa, &rc)) return rc;
 #endif
   (void)isa;
   USE(mnq_conv_u8__scalar);
@@ -338,17 +351,9 @@ static int select_conv(mnq_layer *L, int isa) {
 
 static int select_pointwise(mnq_layer *L, int isa) {
   isa = level_for(L, isa);
-#ifdef MNQ_HAVE_NEONDOT
-  if (isa >= MNQ_ISA_NEONDOT) {
-    USE(mnq_gemm_u8_4x16c4__neondot);
-    return arm_packed(L, mnq_gemm_u8_prepare__neondot(L));
-  }
-#endif
-#ifdef MNQ_HAVE_NEON
-  if (isa >= MNQ_ISA_NEON) {
-    USE_EXPANDED(MNQ_ARM_NEON_GEMM);
-    return arm_packed(L, mnq_gemm_u8_prepare__neon(L));
-  }
+#ifdef MNQ_ARM_KERNELS
+  int rc;
+  if (select_arm_gemm(L, isa, &rc)) return rc;
 #endif
 #ifdef MNQ_X86_KERNELS
   const mnq_layer_desc *d = &L->d;

@@ -117,6 +117,16 @@ static inline size_t mnq_arm_gemm_scratch(const mnq_arm_gemm_packed *pk, int MR)
   return (size_t)MR * (pk->Kp + MNQ_ARM_ROW_SLACK);
 }
 
+/* A GEMM kernel's prepare: weights packed for its tile, scratch sized; 0, or -1 when out of memory. */
+static inline int mnq_arm_gemm_prepare(mnq_layer *L, int MR, int NR, int KR, int elem_bytes,
+                                       mnq_arm_panel_offset_fn offset) {
+  mnq_arm_gemm_packed *pk = mnq_arm_gemm_pack(&L->d, NR, KR, elem_bytes, offset);
+  if (!pk) return -1;
+  L->packed = pk;
+  L->scratch_bytes = mnq_arm_gemm_scratch(pk, MR);
+  return 0;
+}
+
 /* Runs a pointwise (1x1 stride 1, rows read in place when K == Kp) or general conv
  * (im2col) layer: this part's share of MR-pixel tiles, each against every panel. */
 static inline void mnq_arm_gemm_layer(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w,

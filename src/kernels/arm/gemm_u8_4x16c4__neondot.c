@@ -85,11 +85,7 @@ static void gemm_u8_4x16c4__neondot(int mr, int N, int Kp, const uint8_t *const 
 
 /* Pointwise and general conv layers (the dispatcher picks by op). */
 int mnq_gemm_u8_prepare__neondot(mnq_layer *L) {
-  mnq_arm_gemm_packed *pk = mnq_arm_gemm_pack(&L->d, NR, KR, 1, panel_offset);
-  if (!pk) return -1;
-  L->packed = pk;
-  L->scratch_bytes = mnq_arm_gemm_scratch(pk, MR);
-  return 0;
+  return mnq_arm_gemm_prepare(L, MR, NR, KR, 1, panel_offset);
 }
 
 void mnq_gemm_u8_4x16c4__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
