@@ -35,10 +35,11 @@
 
 /* How long a thread spins before it sleeps. Within a job it waits for the tiles
  * others hold (a tile is tens to hundreds of microseconds; waking a sleeper costs
- * about as much again), between jobs for the next inference of a loop; both short
- * enough not to hold a core another process needs. */
+ * about as much again), between jobs for the next inference of a loop (a caller's
+ * Python work between two runs takes 50-150 us); both short enough not to hold a
+ * core another process needs for long. */
 #define STAGE_SPIN_NS 300000
-#define IDLE_SPIN_NS 50000
+#define IDLE_SPIN_NS 200000
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* one job at a time; workers' lifecycle */
 static int g_users;
