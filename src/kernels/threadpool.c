@@ -53,6 +53,10 @@ static uint64_t g_claim;
 static uint32_t g_done;          /* futex word: tiles finished in the current job */
 static uint32_t g_done_sleepers; /* threads asleep on g_done */
 static uint32_t g_stages_timed;  /* stages whose end time is written (profiling runs) */
+/* Callers running their whole job on their own thread because another caller's job holds
+ * the pool; while there are any, that job's workers stop claiming tiles, so the threads
+ * on the CPUs stay within what the running job asked for. */
+static int g_alone;
 
 /* The current job, valid for a thread that holds a claimed tile. */
 static mnq_pool_job g_job;
@@ -117,7 +121,9 @@ static void work(uint32_t gen, int participant) {
   int stage = 0;
   for (;;) {
     uint64_t c = __atomic_load_n(&g_claim, __ATOMIC_ACQUIRE);
-    if (CLAIM_GEN(c) != gen || participant >= CLAIM_THREADS(c) || CLAIM_LEFT(c) == 0) return;
+    if (CLAIM_GEN(c) != gen || CLAIM_LEFT(c) == 0) return;
+    /* a worker gives its place to a caller running alone (the caller, participant 0, never does) */
+    if (participant >= CLAIM_THREADS(c) - __atomic_load_n(&g_alone, __ATOMIC_RELAXED) && participant > 0) return;
     if (!__atomic_compare_exchange_n(&g_claim, &c, c - 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) continue;
     const uint32_t ticket = g_total - CLAIM_LEFT(c);
     while ((uint32_t)g_first[stage + 1] <= ticket) stage++; /* tickets only grow within a job */
@@ -199,6 +205,7 @@ static void before_fork(void) { pthread_mutex_lock(&g_lock); }
 static void after_fork_parent(void) { pthread_mutex_unlock(&g_lock); }
 static void after_fork_child(void) {
   g_workers = 0;
+  g_alone = 0;
   g_sleeping = 0;
   g_done_sleepers = 0;
   pthread_mutex_unlock(&g_lock);
@@ -250,13 +257,32 @@ static void run_inline(const mnq_pool_job *job) {
   }
 }
 
+/* Another caller's job holds the pool: run this one alone on the calling thread when
+ * that keeps the threads on the CPUs within what the running job asked for (its workers
+ * step aside, see work()). 0 when there is no room: then wait for the pool. */
+static int run_alongside(const mnq_pool_job *job) {
+  const int budget = CLAIM_THREADS(__atomic_load_n(&g_claim, __ATOMIC_ACQUIRE));
+  int alone = __atomic_load_n(&g_alone, __ATOMIC_RELAXED);
+  while (alone + 1 < budget && alone + 1 < job->threads) {
+    if (__atomic_compare_exchange_n(&g_alone, &alone, alone + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+      run_inline(job);
+      __atomic_sub_fetch(&g_alone, 1, __ATOMIC_RELEASE);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 int mnq_pool_run(const mnq_pool_job *job) {
   if (!job || !job->fn || !job->tiles || job->num_stages <= 0 || job->threads < 1) return -1;
   if (job->threads == 1) {
     run_inline(job);
     return 0;
   }
-  pthread_mutex_lock(&g_lock);
+  if (pthread_mutex_trylock(&g_lock) != 0) {
+    if (run_alongside(job)) return 0;
+    pthread_mutex_lock(&g_lock);
+  }
   const int threads = ensure_workers(job->threads);
   if (threads == 1 || reserve_stages(job->num_stages)) {
     pthread_mutex_unlock(&g_lock);

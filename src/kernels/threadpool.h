@@ -8,9 +8,11 @@
  * finds the job over and goes back to sleep. The caller works too and returns as
  * soon as the last tile is done. Idle threads spin briefly, then sleep.
  *
- * One job runs at a time: concurrent callers queue, so they never put more
- * threads on the CPUs than one job asked for. Worker threads exist while at
- * least one user (a net) holds the pool; the last release joins them. */
+ * One job holds the pool at a time. A caller that finds it busy runs its job alone
+ * on its own thread if the running job asked for more threads than are busy (its
+ * workers then step aside), else waits for the pool: concurrent callers never put
+ * more threads on the CPUs than the running job asked for. Worker threads exist
+ * while at least one user (a net) holds the pool; the last release joins them. */
 #ifndef MNQ_THREADPOOL_H
 #define MNQ_THREADPOOL_H
 
