@@ -46,14 +46,17 @@ def reference(model_path) -> Reference:
 
 
 def assert_same_as_reference(model, batch, ref):
-    """Every layer output of mnq, for every image, equals TFLite's reference bytes."""
+    """Every op output of mnq, for every image, equals TFLite's reference tensor: same dtype,
+    same values. Returns the outputs compared."""
     outputs = model.layer_outputs(batch)
     for n in range(len(batch)):
         expected = ref.tensors(batch[n])
         for name, got in outputs:
             want = expected[name].reshape(-1)
+            assert got.dtype == want.dtype, f"tensor '{name}': mnq {got.dtype}, TFLite {want.dtype}"
             diff = np.count_nonzero(got[n].reshape(-1) != want)
-            assert diff == 0, f"image {n}, tensor '{name}': {diff} of {want.size} bytes differ"
+            assert diff == 0, f"image {n}, tensor '{name}': {diff} of {want.size} values differ"
+    return outputs
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tflite
-from conftest import IMAGES, MODELS, Reference, reference
+from conftest import IMAGES, MODELS, Reference, assert_same_as_reference, reference
 from tflite_builder import build, random_int8_network, random_network
 
 import mnq
@@ -47,14 +47,7 @@ def native_inputs(model, count=2, seed=0):
 
 def assert_all_tensors_equal(model, batch, ref):
     """Every op's output, edges included, for every image: same dtype, same values."""
-    outputs = model.layer_outputs(batch)
-    for n in range(len(batch)):
-        expected = ref.tensors(batch[n])
-        for name, got in outputs:
-            want = expected[name].reshape(-1)
-            assert got.dtype == want.dtype, f"tensor '{name}': mnq {got.dtype}, TFLite {want.dtype}"
-            diff = np.count_nonzero(got[n].reshape(-1) != want)
-            assert diff == 0, f"image {n}, tensor '{name}': {diff} of {want.size} values differ"
+    outputs = assert_same_as_reference(model, batch, ref)
     assert len(outputs) == len(ref.it._get_ops_details()), "every op's output is compared"
 
 

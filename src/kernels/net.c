@@ -207,14 +207,15 @@ static int layer_tiles(void *ctx, int layer) {
   if (r->threads == 1) return 1; /* each layer whole, in the kernel's own loop order */
   const long most = (long)r->threads * TILES_PER_THREAD;
   if (d->op == MNQ_OP_CONV || d->op == MNQ_OP_DEPTHWISE || d->op == MNQ_OP_POINTWISE) {
-    const long taps = (long)d->k_h * d->k_w * (d->op == MNQ_OP_DEPTHWISE ? 1 : d->in_c);
-    const long macs = (long)r->batch * d->out_h * d->out_w * d->out_c * taps;
-    long tiles = macs / MIN_TILE_MACS;
+    /* int64: on 32-bit targets a large batch's MACs overflow long */
+    const int64_t taps = (int64_t)d->k_h * d->k_w * (d->op == MNQ_OP_DEPTHWISE ? 1 : d->in_c);
+    const int64_t macs = (int64_t)r->batch * d->out_h * d->out_w * d->out_c * taps;
+    int64_t tiles = macs / MIN_TILE_MACS;
     if (d->op == MNQ_OP_DEPTHWISE) {
       /* depthwise kernels split output rows and re-read (widen) the input rows above each
        * tile's first one: tiles of at least MIN_TILE_ROWS rows, a whole number per thread */
-      const long per_thread = (long)r->batch * d->out_h / ((long)MIN_TILE_ROWS * r->threads);
-      const long rows_cap = (long)r->threads * (per_thread < 1 ? 1 : per_thread);
+      const int64_t per_thread = (int64_t)r->batch * d->out_h / ((int64_t)MIN_TILE_ROWS * r->threads);
+      const int64_t rows_cap = (int64_t)r->threads * (per_thread < 1 ? 1 : per_thread);
       if (tiles > rows_cap) tiles = rows_cap;
     }
     return tiles < 1 ? 1 : tiles > most ? (int)most : (int)tiles;

@@ -98,23 +98,31 @@ static void wake_all(uint32_t *word) {
 #endif
 }
 
-/* Spin, then sleep, until `done_ready(target)`: g_done >= target. */
-static void wait_done(uint32_t target) {
-  if (__atomic_load_n(&g_done, __ATOMIC_ACQUIRE) >= target) return;
-  const double deadline = now_seconds() + STAGE_SPIN_NS * 1e-9;
-  for (unsigned spins = 1;; spins++) {
-    if (__atomic_load_n(&g_done, __ATOMIC_ACQUIRE) >= target) return;
+/* Spin for up to spin_ns, then sleep on *word, until ready(*word, arg); *sleepers counts
+ * the threads asleep there, so a waker skips the system call when there are none.
+ * Returns the value that was ready. */
+static uint32_t wait_until(uint32_t *word, uint32_t *sleepers, int (*ready)(uint32_t, uint32_t), uint32_t arg,
+                           double spin_ns) {
+  uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+  if (ready(v, arg)) return v;
+  const double deadline = now_seconds() + spin_ns * 1e-9;
+  for (unsigned spins = 1; !ready(v = __atomic_load_n(word, __ATOMIC_ACQUIRE), arg); spins++) {
     cpu_relax();
-    if (spins % 64 == 0 && now_seconds() > deadline) break;
+    if (spins % 64 == 0 && now_seconds() > deadline) {
+      __atomic_add_fetch(sleepers, 1, __ATOMIC_SEQ_CST);
+      v = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+      if (!ready(v, arg)) wait_on(word, v);
+      __atomic_sub_fetch(sleepers, 1, __ATOMIC_SEQ_CST);
+    }
   }
-  for (;;) {
-    __atomic_add_fetch(&g_done_sleepers, 1, __ATOMIC_SEQ_CST);
-    const uint32_t seen = __atomic_load_n(&g_done, __ATOMIC_SEQ_CST);
-    if (seen < target) wait_on(&g_done, seen);
-    __atomic_sub_fetch(&g_done_sleepers, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&g_done, __ATOMIC_ACQUIRE) >= target) return;
-  }
+  return v;
 }
+
+static int at_least(uint32_t value, uint32_t target) { return value >= target; }
+static int differs(uint32_t value, uint32_t seen) { return value != seen; }
+
+/* Until g_done >= target: the tiles of every earlier stage are finished. */
+static void wait_done(uint32_t target) { wait_until(&g_done, &g_done_sleepers, at_least, target, STAGE_SPIN_NS); }
 
 /* Claim and run tiles of generation `gen` until none is left. */
 static void work(uint32_t gen, int participant) {
@@ -150,21 +158,7 @@ static void *worker_main(void *arg) {
   /* look at the current job once: a worker started for it may still help */
   uint32_t seen = __atomic_load_n(&g_wake, __ATOMIC_ACQUIRE) - 1;
   for (;;) {
-    uint32_t now = __atomic_load_n(&g_wake, __ATOMIC_ACQUIRE);
-    if (now == seen) {
-      const double deadline = now_seconds() + IDLE_SPIN_NS * 1e-9;
-      for (unsigned spins = 1; now == seen; spins++) {
-        cpu_relax();
-        now = __atomic_load_n(&g_wake, __ATOMIC_ACQUIRE);
-        if (spins % 64 == 0 && now_seconds() > deadline) break;
-      }
-      while (now == seen) {
-        __atomic_add_fetch(&g_sleeping, 1, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&g_wake, __ATOMIC_SEQ_CST) == seen) wait_on(&g_wake, seen);
-        __atomic_sub_fetch(&g_sleeping, 1, __ATOMIC_SEQ_CST);
-        now = __atomic_load_n(&g_wake, __ATOMIC_ACQUIRE);
-      }
-    }
+    const uint32_t now = wait_until(&g_wake, &g_sleeping, differs, seen, IDLE_SPIN_NS);
     seen = now;
     if (__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE)) return NULL;
     work(now & GEN_MASK, id);
