@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 
 from mnq import _core
-from mnq.benchmark import measure, summary
+from mnq.benchmark import cpu_name, measure, summary
 from mnq.model import read_graph
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -112,16 +111,6 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def render_table(rows: list, config, skipped: list) -> str:
     best_isa = _core.best_isa()
     best = {(r.threads, r.batch): r.median_s for r in rows if r.engine == "mnq" and r.config.endswith("(best)")}
@@ -131,7 +120,7 @@ def render_table(rows: list, config, skipped: list) -> str:
         f"Model `{Path(os.environ.get('MNQ_BENCH_MODEL', DEFAULT_MODEL)).name}`, random uint8 input, "
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}",
         "",
-        f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores ({_core.cpu_features()}); "
+        f"CPU: {cpu_name()}, {os.cpu_count()} logical cores ({_core.cpu_features()}); "
         f"mnq {_version('mnq')} (best ISA {best_isa}), ai-edge-litert {_version('ai-edge-litert')}, "
         f"onnxruntime {_version('onnxruntime')}, tf2onnx {_version('tf2onnx')}; "
         f"{config.getoption('--bench-time')} s per row, at least {config.getoption('--bench-min-runs')} runs",

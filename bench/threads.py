@@ -1,5 +1,5 @@
-"""Threads under three conditions, mnq beside its peers in one run (issue: threads that hold up
-on a busy machine).
+"""Threads under three conditions, mnq beside its peers in one run: does a 2-thread mnq hold up
+on a busy machine?
 
     python bench/threads.py [--model M.tflite] [--int8-model M_int8.tflite] [--seconds 1.0]
 
@@ -16,7 +16,6 @@ touches all engines alike. Nothing here asserts on time.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -27,88 +26,40 @@ from pathlib import Path
 import numpy as np
 
 import mnq
+from mnq import benchmark
 
 SHARED = Path(os.environ.get("MNQ_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 MODEL = SHARED / "models" / "mobilenet_v1_1.0_160_quant_from224.tflite"
 INT8_MODEL = SHARED / "models" / "int8" / "mobilenet_v1_1.0_160_int8.tflite"
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
 def xnnpack_runner(path: Path, threads: int):
-    """One image per invoke, int8 input (the file's own dtype)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
-    detail = it.get_input_details()[0]
-    x = np.random.default_rng(0).integers(-128, 128, detail["shape"], dtype=np.int8).astype(detail["dtype"])
-    index = detail["index"]
-
-    def run(n):
-        for _ in range(n):
-            it.set_tensor(index, x)
-            it.invoke()
-
-    return run
+    """TFLite + XNNPACK on the int8 file, one image per invoke, int8 input (the file's own dtype)."""
+    run, _ = benchmark.tflite_runner(path, threads, 1)
+    x = np.random.default_rng(0).integers(-128, 128, (1, 160, 160, 3), dtype=np.int8)
+    return run, x
 
 
 def onnx_runner(path: Path, threads: int):
-    """ONNX Runtime on a tf2onnx conversion of the uint8 .tflite, cached by content hash."""
-    import onnxruntime as ort
-
-    cache = Path(os.environ.get("MNQ_BENCH_CACHE", Path.home() / ".cache" / "mnq-bench"))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    onnx_path = cache / f"{path.stem}-{digest}-b1.onnx"
-    if not onnx_path.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = onnx_path.with_suffix(f".{os.getpid()}.tmp")
-        subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--tflite", str(path), "--output", str(tmp)],
-                       check=True, capture_output=True)
-        os.replace(tmp, onnx_path)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    x = np.random.default_rng(0).integers(0, 256, (1, 160, 160, 3), dtype=np.uint8)
-
-    def run(n):
-        for _ in range(n):
-            session.run(None, {name: x})
-
-    return run
+    """ONNX Runtime on mnq.benchmark's cached tf2onnx conversion of the uint8 .tflite."""
+    run = benchmark.onnx_session(benchmark.onnx_conversion(path), threads)
+    return run, np.random.default_rng(0).integers(0, 256, (1, 160, 160, 3), dtype=np.uint8)
 
 
 def mnq_runner(path: Path, threads: int, batch: int):
     model = mnq.load(path, num_threads=threads)
-    x = np.random.default_rng(0).integers(0, 256, (batch,) + model.input_shape, dtype=np.uint8)
-
-    def run(n):
-        for _ in range(n):
-            model.run(x)
-
-    return run
+    return model.run, np.random.default_rng(0).integers(0, 256, (batch,) + model.input_shape, dtype=np.uint8)
 
 
 def interleaved_medians(runners: dict, seconds: float, rounds: int = 15) -> dict:
-    """{name: median seconds per call}: each round times every runner for ~seconds/rounds."""
-    per_call = {}
-    for name, run in runners.items():  # warm up and size each engine's block of calls
-        t0 = time.perf_counter()
-        run(2)
-        per_call[name] = (time.perf_counter() - t0) / 2
+    """{name: median seconds per call}: each round times every engine for seconds/rounds
+    (mnq.benchmark.measure), after one warm-up call each."""
+    for run, x in runners.values():
+        run(x)
     samples = {name: [] for name in runners}
     for _ in range(rounds):
-        for name, run in runners.items():
-            n = max(1, int(seconds / rounds / per_call[name]))
-            t0 = time.perf_counter()
-            run(n)
-            samples[name].append((time.perf_counter() - t0) / n)
+        for name, (run, x) in runners.items():
+            samples[name] += benchmark.measure(run, x, seconds / rounds, min_runs=1)
     return {name: float(np.median(s)) for name, s in samples.items()}
 
 
@@ -123,7 +74,7 @@ def engines(args, batch: int) -> dict:
         try:
             for t in (1, 2):
                 out[f"ONNX Runtime {t} thread{'s' * (t > 1)}"] = onnx_runner(args.model, t)
-        except (ImportError, subprocess.CalledProcessError) as e:
+        except (ImportError, RuntimeError, OSError) as e:
             print(f"ONNX Runtime skipped: {e}", file=sys.stderr)
     return out
 
@@ -179,7 +130,7 @@ def main():
     parser.add_argument("--scenarios", default="quiet,busy,concurrent")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; mnq isa {mnq.info()['best_isa']}; "
+    print(f"CPU: {benchmark.cpu_name()}, {os.cpu_count()} logical cores; mnq isa {mnq.info()['best_isa']}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}\n")
     for scenario in ("quiet", "busy"):
         if scenario not in scenarios:

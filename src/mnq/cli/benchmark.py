@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 
 from .. import _core
 from .common import EXIT_OK, MODEL_HELP, architecture_isas, int_list, resolve_model, say
@@ -33,7 +32,7 @@ def add_parser(sub):
 
 
 def benchmark(args) -> int:
-    from ..benchmark import run_benchmark
+    from ..benchmark import cpu_name, run_benchmark
     from ..errors import UsageError
     from ..model import default_threads
 
@@ -48,17 +47,6 @@ def benchmark(args) -> int:
     report["cpu_features"] = _core.cpu_features()
     print(json.dumps(report, indent=2) if args.format == "json" else text(report))
     return EXIT_OK
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def text(r: dict) -> str:
