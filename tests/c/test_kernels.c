@@ -245,9 +245,9 @@ static void requant_edges(void) {
         int32_t got[2][4];
         const int32x4_t m = vld1q_s32(arm_rq.multiplier), l = vld1q_s32(arm_rq.left_shift);
         const int32x4_t r = vld1q_s32(arm_rq.right_shift_neg);
-        vst1q_s32(got[0], mnq_arm_rq_scale(vld1q_s32(v), m, l, r, 0));
-        vst1q_s32(got[1], mnq_arm_rq_scale(vld1q_s32(v), m, l, r, 1));
-        for (int form = 0; form < (arm_rq.right_only ? 2 : 1); form++)
+        vst1q_s32(got[0], mnq_arm_rq_scale(vld1q_s32(v), m, l, r, MNQ_RQ_GENERAL));
+        vst1q_s32(got[1], mnq_arm_rq_scale(vld1q_s32(v), m, l, r, MNQ_RQ_RIGHT));
+        for (int form = 0; form < (arm_rq.form != MNQ_RQ_GENERAL ? 2 : 1); form++)
           for (int j = 0; j < 4; j++) {
             total++;
             if (got[form][j] != mnq_mul_by_multiplier(v[j], d.multiplier, d.shift) && bad++ < 5)

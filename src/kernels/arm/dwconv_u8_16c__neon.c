@@ -8,8 +8,9 @@
  * requantization parameters stay in registers along the row. A 3x3 pixel whose taps
  * are all inside the image takes an unrolled path; others skip outside taps (as in
  * TFLite) with the same per-tap code.
- * Packed: this header, int32 bias[Cp], requantization (3 x Cp), int16 w[taps][Cp],
- * Cp = C rounded up to 16. */
+ * Packed: this header, int32 bias[Cp], requantization (3 x Cp), then int16 weights
+ * by block of 16 channels, w[block][tap][16] (a block's taps are contiguous: the
+ * assembly loads two taps an instruction), then 16 zeros; Cp = C rounded up to 16. */
 #include <arm_neon.h>
 #include <stdlib.h>
 
@@ -20,7 +21,7 @@
 enum { CB = 16 };
 
 typedef struct {
-  int Cp;
+  int Cp, taps;
   const int32_t *bias;
   mnq_arm_rq rq;
   const int16_t *weights;
@@ -31,8 +32,8 @@ int mnq_dwconv_u8_prepare__neon(mnq_layer *L) {
   const int C = d->out_c, Cp = (C + CB - 1) / CB * CB, taps = d->k_h * d->k_w;
   const size_t head = (sizeof(dw_packed) + 63) & ~(size_t)63;
   const size_t params = (size_t)Cp * 4 + mnq_arm_rq_bytes(Cp);
-  /* + one tap of zero weights: 3x3 border pixels point their outside taps at it */
-  uint8_t *mem = calloc(1, head + params + (size_t)(taps + 1) * Cp * 2);
+  /* + one block of zero weights: 3x3 border pixels point their outside taps at it */
+  uint8_t *mem = calloc(1, head + params + ((size_t)taps * Cp + CB) * 2);
   if (!mem) return -1;
   dw_packed *pk = (dw_packed *)mem;
   int32_t *bias = (int32_t *)(mem + head);
@@ -40,33 +41,55 @@ int mnq_dwconv_u8_prepare__neon(mnq_layer *L) {
   mnq_arm_rq_fill(&pk->rq, bias + Cp, d, Cp);
   for (int c = 0; c < C; c++) {
     bias[c] = d->bias ? d->bias[c] : 0;
-    for (int t = 0; t < taps; t++) wp[(size_t)t * Cp + c] = (int16_t)(d->weights[(size_t)t * C + c] - d->w_zp);
+    for (int t = 0; t < taps; t++)
+      wp[((size_t)(c / CB) * taps + t) * CB + c % CB] = (int16_t)(d->weights[(size_t)t * C + c] - d->w_zp);
   }
-  pk->Cp = Cp;
+  pk->Cp = Cp, pk->taps = taps;
   pk->bias = bias;
   pk->weights = wp;
   L->packed = pk;
   return 0;
 }
 
+/* channels [c0, c0 + 16): tap t's 16 weights at + t * CB */
+static inline const int16_t *block_weights(const dw_packed *pk, int c0) { return pk->weights + (size_t)c0 * pk->taps; }
+
+/* 16 input bytes minus the input zero point, widened (exact in int16) */
+typedef struct {
+  int16x8_t lo, hi;
+} x16;
+
+static inline x16 widen(uint8x16_t xv, uint8x8_t zx) {
+  x16 x;
+  x.lo = vreinterpretq_s16_u16(vsubl_u8(vget_low_u8(xv), zx));
+#ifdef __aarch64__
+  x.hi = vreinterpretq_s16_u16(vsubl_high_u8(xv, vcombine_u8(zx, zx)));
+#else
+  x.hi = vreinterpretq_s16_u16(vsubl_u8(vget_high_u8(xv), zx));
+#endif
+  return x;
+}
+
+/* acc += x * w for 16 channels, w = int16 (w - zw) in two registers */
+static inline void mac(int32x4_t *a0, int32x4_t *a1, int32x4_t *a2, int32x4_t *a3, x16 x, int16x8_t w0,
+                       int16x8_t w1) {
+#ifdef __aarch64__
+  *a0 = vmlal_s16(*a0, vget_low_s16(x.lo), vget_low_s16(w0));
+  *a1 = vmlal_high_s16(*a1, x.lo, w0);
+  *a2 = vmlal_s16(*a2, vget_low_s16(x.hi), vget_low_s16(w1));
+  *a3 = vmlal_high_s16(*a3, x.hi, w1);
+#else
+  *a0 = vmlal_s16(*a0, vget_low_s16(x.lo), vget_low_s16(w0));
+  *a1 = vmlal_s16(*a1, vget_high_s16(x.lo), vget_high_s16(w0));
+  *a2 = vmlal_s16(*a2, vget_low_s16(x.hi), vget_low_s16(w1));
+  *a3 = vmlal_s16(*a3, vget_high_s16(x.hi), vget_high_s16(w1));
+#endif
+}
+
 /* acc += (x[0..16) - zx) * w[0..16) */
 static inline void tap(int32x4_t *a0, int32x4_t *a1, int32x4_t *a2, int32x4_t *a3, uint8x16_t xv, const int16_t *w,
                        uint8x8_t zx) {
-  const int16x8_t lo = vreinterpretq_s16_u16(vsubl_u8(vget_low_u8(xv), zx));
-  const int16x8_t w0 = vld1q_s16(w), w1 = vld1q_s16(w + 8);
-#ifdef __aarch64__
-  const int16x8_t hi = vreinterpretq_s16_u16(vsubl_high_u8(xv, vcombine_u8(zx, zx)));
-  *a0 = vmlal_s16(*a0, vget_low_s16(lo), vget_low_s16(w0));
-  *a1 = vmlal_high_s16(*a1, lo, w0);
-  *a2 = vmlal_s16(*a2, vget_low_s16(hi), vget_low_s16(w1));
-  *a3 = vmlal_high_s16(*a3, hi, w1);
-#else
-  const int16x8_t hi = vreinterpretq_s16_u16(vsubl_u8(vget_high_u8(xv), zx));
-  *a0 = vmlal_s16(*a0, vget_low_s16(lo), vget_low_s16(w0));
-  *a1 = vmlal_s16(*a1, vget_high_s16(lo), vget_high_s16(w0));
-  *a2 = vmlal_s16(*a2, vget_low_s16(hi), vget_low_s16(w1));
-  *a3 = vmlal_s16(*a3, vget_high_s16(hi), vget_high_s16(w1));
-#endif
+  mac(a0, a1, a2, a3, widen(xv, zx), vld1q_s16(w), vld1q_s16(w + 8));
 }
 
 /* 16 input bytes at x, or the first `valid` of them (channel tail: never read past the tensor) */
@@ -77,34 +100,11 @@ static inline uint8x16_t load_x(const uint8_t *x, int valid) {
   return vld1q_u8(tmp);
 }
 
-/* A channel block's requantization, loaded once per run of pixels. */
-typedef struct {
-  int32x4_t m0, m1, m2, m3, l0, l1, l2, l3, r0, r1, r2, r3;
-  int16x8_t zp;
-  uint8x16_t lo, hi;
-} block_rq;
-
-static inline __attribute__((always_inline)) block_rq load_rq(const dw_packed *pk, int c0) {
-  const int32_t *mp = pk->rq.multiplier + c0, *lp = pk->rq.left_shift + c0, *rp = pk->rq.right_shift_neg + c0;
-  block_rq q;
-  q.m0 = vld1q_s32(mp), q.m1 = vld1q_s32(mp + 4), q.m2 = vld1q_s32(mp + 8), q.m3 = vld1q_s32(mp + 12);
-  q.l0 = vld1q_s32(lp), q.l1 = vld1q_s32(lp + 4), q.l2 = vld1q_s32(lp + 8), q.l3 = vld1q_s32(lp + 12);
-  q.r0 = vld1q_s32(rp), q.r1 = vld1q_s32(rp + 4), q.r2 = vld1q_s32(rp + 8), q.r3 = vld1q_s32(rp + 12);
-  q.zp = vdupq_n_s16(pk->rq.out_zp);
-  q.lo = vdupq_n_u8(pk->rq.act_min), q.hi = vdupq_n_u8(pk->rq.act_max);
-  return q;
-}
-
 /* Requantizes four accumulators and stores the first `valid` (<= 16) channels. */
-static inline __attribute__((always_inline)) void requant_store(const block_rq *q, int32x4_t a0, int32x4_t a1,
+static inline __attribute__((always_inline)) void requant_store(const mnq_arm_rq16 *q, int32x4_t a0, int32x4_t a1,
                                                                 int32x4_t a2, int32x4_t a3, uint8_t *o, int valid,
-                                                                const int right_only) {
-  const int32x4_t y0 = mnq_arm_rq_scale(a0, q->m0, q->l0, q->r0, right_only);
-  const int32x4_t y1 = mnq_arm_rq_scale(a1, q->m1, q->l1, q->r1, right_only);
-  const int32x4_t y2 = mnq_arm_rq_scale(a2, q->m2, q->l2, q->r2, right_only);
-  const int32x4_t y3 = mnq_arm_rq_scale(a3, q->m3, q->l3, q->r3, right_only);
-  const uint8x16_t y =
-      mnq_arm_rq_u8x16(mnq_arm_rq_add_zp(y0, y1, q->zp), mnq_arm_rq_add_zp(y2, y3, q->zp), q->lo, q->hi);
+                                                                const int form) {
+  const uint8x16_t y = mnq_arm_rq16_apply(q, a0, a1, a2, a3, form);
   if (valid >= CB) {
     vst1q_u8(o, y);
   } else {
@@ -118,12 +118,13 @@ static inline __attribute__((always_inline)) void requant_store(const block_rq *
  * pixel: borders, channel tails and kernel shapes other than 3x3. */
 static inline __attribute__((always_inline)) void pixels_any(const mnq_layer_desc *d, const dw_packed *pk,
                                                              const uint8_t *in, uint8_t *out, long n, int oy,
-                                                             int c0, int ox0, int ox1, const int right_only) {
-  const int C = d->out_c, Cp = pk->Cp, valid = C - c0;
+                                                             int c0, int ox0, int ox1, const int form) {
+  const int C = d->out_c, valid = C - c0;
+  const int16_t *w = block_weights(pk, c0);
   const uint8x8_t zx = vdup_n_u8((uint8_t)d->in_zp);
   const int y0 = oy * d->stride_h - d->pad_top;
   const int ky0 = y0 < 0 ? -y0 : 0, ky1 = d->in_h - y0 < d->k_h ? d->in_h - y0 : d->k_h;
-  const block_rq q = load_rq(pk, c0);
+  const mnq_arm_rq16 q = mnq_arm_rq16_load(&pk->rq, c0, form);
   for (int ox = ox0; ox < ox1; ox++) {
     const int x0 = ox * d->stride_w - d->pad_left;
     const int kx0 = x0 < 0 ? -x0 : 0, kx1 = d->in_w - x0 < d->k_w ? d->in_w - x0 : d->k_w;
@@ -132,36 +133,88 @@ static inline __attribute__((always_inline)) void pixels_any(const mnq_layer_des
     for (int ky = ky0; ky < ky1; ky++)
       for (int kx = kx0; kx < kx1; kx++)
         tap(&a0, &a1, &a2, &a3, load_x(in + (((n * d->in_h + y0 + ky) * d->in_w + x0 + kx) * C + c0), valid),
-            pk->weights + (size_t)(ky * d->k_w + kx) * Cp + c0, zx);
-    requant_store(&q, a0, a1, a2, a3, out + (((n * d->out_h + oy) * d->out_w + ox) * C + c0), valid, right_only);
+            w + (ky * d->k_w + kx) * CB, zx);
+    requant_store(&q, a0, a1, a2, a3, out + (((n * d->out_h + oy) * d->out_w + ox) * C + c0), valid, form);
   }
 }
 
-/* 3x3, all taps inside, 16 full channels: pixels [ox0, ox1) of row oy. */
+#ifdef __aarch64__
+/* Two pixels of a 3x3 interior, 16 channels, as inline assembly (from intrinsics GCC
+ * spilled and reloaded weights). Per kernel row: the two taps loads of weights (3 taps,
+ * v16..v21), then each input column the pair needs (4 at stride 1, 5 at stride 2) is
+ * loaded and widened once (v22 -> v23, v24) and multiply-accumulated into every pixel
+ * that has a tap on it. Accumulators are outputs, requantized by the caller. */
+#define DW_COL(at) "ldr q22, " at "\n usubl v23.8h, v22.8b, %[zx].8b\n usubl2 v24.8h, v22.16b, %[zx].16b\n"
+#define DW_MAC_(a0, a1, a2, a3, wl, wh)                                                                   \
+  "smlal %[" a0 "].4s, v23.4h, " wl ".4h\n smlal2 %[" a1 "].4s, v23.8h, " wl ".8h\n"                      \
+  "smlal %[" a2 "].4s, v24.4h, " wh ".4h\n smlal2 %[" a3 "].4s, v24.8h, " wh ".8h\n"
+#define DW_MAC(acc, w) DW_MAC_(acc, w)
+#define DW_A "a0", "a1", "a2", "a3"
+#define DW_B "b0", "b1", "b2", "b3"
+#define DW_W0 "v16", "v17"
+#define DW_W1 "v18", "v19"
+#define DW_W2 "v20", "v21"
+#define DW_WEIGHTS "ld1 {v16.8h - v19.8h}, [%[w]], #64\n ld1 {v20.8h - v21.8h}, [%[w]], #32\n"
+#define DW_ROW_S1                                                                                                  \
+  DW_WEIGHTS                                                                                                       \
+  DW_COL("[%[r]]") DW_MAC(DW_A, DW_W0)                                                                             \
+  DW_COL("[%[r], %[c1]]") DW_MAC(DW_A, DW_W1) DW_MAC(DW_B, DW_W0)                                                  \
+  DW_COL("[%[r], %[c2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W1)                                                  \
+  DW_COL("[%[r], %[c3]]") DW_MAC(DW_B, DW_W2)
+#define DW_ROW_S2                                                                                                  \
+  DW_WEIGHTS                                                                                                       \
+  DW_COL("[%[r]]") DW_MAC(DW_A, DW_W0)                                                                             \
+  DW_COL("[%[r], %[c1]]") DW_MAC(DW_A, DW_W1)                                                                      \
+  DW_COL("[%[r], %[c2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W0)                                                  \
+  DW_COL("[%[r], %[c3]]") DW_MAC(DW_B, DW_W1)                                                                      \
+  DW_COL("[%[r], %[c4]]") DW_MAC(DW_B, DW_W2)
+#define DW_PAIR(ROW)                                                                                               \
+  __asm__ volatile("ldp %q[a0], %q[a1], [%[bias]]\n ldp %q[a2], %q[a3], [%[bias], #32]\n"                          \
+                   "ldp %q[b0], %q[b1], [%[bias]]\n ldp %q[b2], %q[b3], [%[bias], #32]\n"                          \
+                   ROW "add %[r], %[r], %[rs]\n" ROW "add %[r], %[r], %[rs]\n" ROW                                 \
+                   : [a0] "=&w"(a0), [a1] "=&w"(a1), [a2] "=&w"(a2), [a3] "=&w"(a3), [b0] "=&w"(b0),               \
+                     [b1] "=&w"(b1), [b2] "=&w"(b2), [b3] "=&w"(b3), [r] "+r"(r), [w] "+r"(wk)                     \
+                   : [bias] "r"(bp), [rs] "r"(rs), [c1] "r"(C), [c2] "r"(2 * C), [c3] "r"(3 * C),                  \
+                     [c4] "r"(4 * C), [zx] "w"(zx16)                                                                    \
+                   : "memory", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24")
+#endif
+
+/* 3x3, all taps inside, 16 full channels: pixels [ox0, ox1) of row oy. On aarch64 at
+ * stride 1 or 2 (a constant in each instantiation; 0: any other) two at a time. */
 static inline __attribute__((always_inline)) void pixels_3x3(const mnq_layer_desc *d, const dw_packed *pk,
                                                              const uint8_t *in, uint8_t *out, long n, int oy,
-                                                             int c0, int ox0, int ox1, const int right_only) {
-  const long C = d->out_c, Cp = pk->Cp, rs = (long)d->in_w * C;
+                                                             int c0, int ox0, int ox1, const int form,
+                                                             const int stride) {
+  const long C = d->out_c, rs = (long)d->in_w * C;
   const uint8x8_t zx = vdup_n_u8((uint8_t)d->in_zp);
   const uint8_t *p = in + ((n * d->in_h + oy * d->stride_h - d->pad_top) * d->in_w +
                            (long)ox0 * d->stride_w - d->pad_left) * C + c0;
   const long step = (long)d->stride_w * C;
-  const int16_t *w = pk->weights + c0;
+  const int16_t *w = block_weights(pk, c0);
   const int32_t *bp = pk->bias + c0;
   uint8_t *o = out + (((n * d->out_h + oy) * d->out_w + ox0) * C + c0);
-  const block_rq q = load_rq(pk, (int)c0);
-  for (int ox = ox0; ox < ox1; ox++, p += step, o += C) {
+  const mnq_arm_rq16 q = mnq_arm_rq16_load(&pk->rq, c0, form);
+  int ox = ox0;
+#ifdef __aarch64__
+  if (stride) {
+    const uint8x16_t zx16 = vcombine_u8(zx, zx);
+    for (; ox + 1 < ox1; ox += 2, p += 2 * step, o += 2 * C) {
+      int32x4_t a0, a1, a2, a3, b0, b1, b2, b3;
+      const uint8_t *r = p;
+      const int16_t *wk = w;
+      if (stride == 1) DW_PAIR(DW_ROW_S1);
+      else DW_PAIR(DW_ROW_S2);
+      requant_store(&q, a0, a1, a2, a3, o, CB, form);
+      requant_store(&q, b0, b1, b2, b3, o + C, CB, form);
+    }
+  }
+#else
+  (void)stride;
+#endif
+  for (; ox < ox1; ox++, p += step, o += C) {
     int32x4_t a0 = vld1q_s32(bp), a1 = vld1q_s32(bp + 4), a2 = vld1q_s32(bp + 8), a3 = vld1q_s32(bp + 12);
-    tap(&a0, &a1, &a2, &a3, vld1q_u8(p), w, zx);
-    tap(&a0, &a1, &a2, &a3, vld1q_u8(p + C), w + Cp, zx);
-    tap(&a0, &a1, &a2, &a3, vld1q_u8(p + 2 * C), w + 2 * Cp, zx);
-    tap(&a0, &a1, &a2, &a3, vld1q_u8(p + rs), w + 3 * Cp, zx);
-    tap(&a0, &a1, &a2, &a3, vld1q_u8(p + rs + C), w + 4 * Cp, zx);
-    tap(&a0, &a1, &a2, &a3, vld1q_u8(p + rs + 2 * C), w + 5 * Cp, zx);
-    tap(&a0, &a1, &a2, &a3, vld1q_u8(p + 2 * rs), w + 6 * Cp, zx);
-    tap(&a0, &a1, &a2, &a3, vld1q_u8(p + 2 * rs + C), w + 7 * Cp, zx);
-    tap(&a0, &a1, &a2, &a3, vld1q_u8(p + 2 * rs + 2 * C), w + 8 * Cp, zx);
-    requant_store(&q, a0, a1, a2, a3, o, CB, right_only);
+    for (int t = 0; t < 9; t++) tap(&a0, &a1, &a2, &a3, vld1q_u8(p + t / 3 * rs + t % 3 * C), w + t * CB, zx);
+    requant_store(&q, a0, a1, a2, a3, o, CB, form);
   }
 }
 
@@ -172,18 +225,18 @@ static inline int clamp_index(int i, int n) { return i < 0 ? 0 : i >= n ? n - 1 
  * and the 9 taps stay unrolled. */
 static inline __attribute__((always_inline)) void pixels_3x3_border(const mnq_layer_desc *d, const dw_packed *pk,
                                                                     const uint8_t *in, uint8_t *out, long n, int oy,
-                                                                    int c0, int ox0, int ox1, const int right_only) {
-  const int C = d->out_c, Cp = pk->Cp;
+                                                                    int c0, int ox0, int ox1, const int form) {
+  const int C = d->out_c;
   const uint8x8_t zx = vdup_n_u8((uint8_t)d->in_zp);
-  const int16_t *zero_w = pk->weights + (size_t)9 * Cp; /* all taps' zero block */
+  const int16_t *zero_w = pk->weights + (size_t)9 * pk->Cp; /* the zero block */
   const int y0 = oy * d->stride_h - d->pad_top;
   const int row_in0 = y0 >= 0 && y0 < d->in_h, row_in1 = y0 + 1 >= 0 && y0 + 1 < d->in_h;
   const int row_in2 = y0 + 2 >= 0 && y0 + 2 < d->in_h;
   const uint8_t *row0 = in + ((n * d->in_h + clamp_index(y0, d->in_h)) * d->in_w) * C + c0;
   const uint8_t *row1 = in + ((n * d->in_h + clamp_index(y0 + 1, d->in_h)) * d->in_w) * C + c0;
   const uint8_t *row2 = in + ((n * d->in_h + clamp_index(y0 + 2, d->in_h)) * d->in_w) * C + c0;
-  const int16_t *w = pk->weights + c0;
-  const block_rq q = load_rq(pk, c0);
+  const int16_t *w = block_weights(pk, c0);
+  const mnq_arm_rq16 q = mnq_arm_rq16_load(&pk->rq, c0, form);
   for (int ox = ox0; ox < ox1; ox++) {
     const int x0 = ox * d->stride_w - d->pad_left;
     const int col_in0 = x0 >= 0 && x0 < d->in_w, col_in1 = x0 + 1 >= 0 && x0 + 1 < d->in_w;
@@ -193,12 +246,12 @@ static inline __attribute__((always_inline)) void pixels_3x3_border(const mnq_la
     const int32_t *bp = pk->bias + c0;
     int32x4_t a0 = vld1q_s32(bp), a1 = vld1q_s32(bp + 4), a2 = vld1q_s32(bp + 8), a3 = vld1q_s32(bp + 12);
 #define BORDER_TAP(ky, kx) \
-  tap(&a0, &a1, &a2, &a3, vld1q_u8(row##ky + col##kx), row_in##ky && col_in##kx ? w + (ky * 3 + kx) * Cp : zero_w, zx)
+  tap(&a0, &a1, &a2, &a3, vld1q_u8(row##ky + col##kx), row_in##ky && col_in##kx ? w + (ky * 3 + kx) * CB : zero_w, zx)
     BORDER_TAP(0, 0); BORDER_TAP(0, 1); BORDER_TAP(0, 2);
     BORDER_TAP(1, 0); BORDER_TAP(1, 1); BORDER_TAP(1, 2);
     BORDER_TAP(2, 0); BORDER_TAP(2, 1); BORDER_TAP(2, 2);
 #undef BORDER_TAP
-    requant_store(&q, a0, a1, a2, a3, out + (((n * d->out_h + oy) * d->out_w + ox) * C + c0), CB, right_only);
+    requant_store(&q, a0, a1, a2, a3, out + (((n * d->out_h + oy) * d->out_w + ox) * C + c0), CB, form);
   }
 }
 
@@ -207,7 +260,7 @@ static inline __attribute__((always_inline)) void pixels_3x3_border(const mnq_la
  * through pixels_any. */
 static inline __attribute__((always_inline)) void row(const mnq_layer_desc *d, const dw_packed *pk,
                                                       const uint8_t *in, uint8_t *out, long n, int oy,
-                                                      const int right_only) {
+                                                      const int form) {
   const int is3x3 = d->k_h == 3 && d->k_w == 3;
   const int y0 = oy * d->stride_h - d->pad_top;
   int ox_lo = d->out_w, ox_hi = d->out_w; /* interior columns: x0 >= 0 and x0 + 3 <= in_w */
@@ -219,12 +272,14 @@ static inline __attribute__((always_inline)) void row(const mnq_layer_desc *d, c
   }
   for (int c0 = 0; c0 < d->out_c; c0 += CB) {
     if (!is3x3 || d->out_c - c0 < CB) {
-      pixels_any(d, pk, in, out, n, oy, c0, 0, d->out_w, right_only);
+      pixels_any(d, pk, in, out, n, oy, c0, 0, d->out_w, form);
       continue;
     }
-    pixels_3x3_border(d, pk, in, out, n, oy, c0, 0, ox_lo, right_only);
-    pixels_3x3(d, pk, in, out, n, oy, c0, ox_lo, ox_hi, right_only);
-    pixels_3x3_border(d, pk, in, out, n, oy, c0, ox_hi, d->out_w, right_only);
+    pixels_3x3_border(d, pk, in, out, n, oy, c0, 0, ox_lo, form);
+    if (d->stride_w == 1) pixels_3x3(d, pk, in, out, n, oy, c0, ox_lo, ox_hi, form, 1);
+    else if (d->stride_w == 2) pixels_3x3(d, pk, in, out, n, oy, c0, ox_lo, ox_hi, form, 2);
+    else pixels_3x3(d, pk, in, out, n, oy, c0, ox_lo, ox_hi, form, 0);
+    pixels_3x3_border(d, pk, in, out, n, oy, c0, ox_hi, d->out_w, form);
   }
 }
 
@@ -236,7 +291,10 @@ void mnq_dwconv_u8_16c__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out
   for (long r = r0; r < r1; r++) {
     const long n = r / d->out_h;
     const int oy = (int)(r % d->out_h);
-    if (pk->rq.right_only) row(d, pk, in, out, n, oy, 1);
-    else row(d, pk, in, out, n, oy, 0);
+    switch (pk->rq.form) {
+    case MNQ_RQ_RIGHT_PLAIN: row(d, pk, in, out, n, oy, MNQ_RQ_RIGHT_PLAIN); break;
+    case MNQ_RQ_RIGHT: row(d, pk, in, out, n, oy, MNQ_RQ_RIGHT); break;
+    default: row(d, pk, in, out, n, oy, MNQ_RQ_GENERAL);
+    }
   }
 }

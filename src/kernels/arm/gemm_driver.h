@@ -66,35 +66,38 @@ static inline mnq_arm_gemm_packed *mnq_arm_gemm_pack(const mnq_layer_desc *d, in
   return pk;
 }
 
-/* One im2col row: the K = k_h*k_w*in_c inputs under output pixel `pixel` (padding
- * taps = in_zp), then zeros up to Kp. The row buffer has MNQ_ARM_ROW_SLACK bytes
- * beyond Kp: a short segment (the first conv's 3x3x3 rows: 9 bytes) is copied as one
- * 16-byte vector when the input has 16 bytes there, and the zero tail as one vector. */
+/* One im2col row: the K = k_h*k_w*in_c inputs under output pixel (n, oy, ox)
+ * (padding taps = in_zp), then zeros up to Kp. The row buffer has MNQ_ARM_ROW_SLACK
+ * bytes beyond Kp: a short segment (the first conv's 3x3x3 rows: 9 bytes) is copied
+ * as one 16-byte vector when the input has 16 bytes there, and a short zero tail as
+ * one vector. */
 enum { MNQ_ARM_ROW_SLACK = 16 };
 
-static inline void mnq_arm_im2col_row(const mnq_layer_desc *d, const uint8_t *in, const uint8_t *in_end, long pixel,
-                                      int Kp, uint8_t *row) {
-  const long per_image = (long)d->out_h * d->out_w;
-  const long n = pixel / per_image;
-  const int oy = (int)(pixel % per_image / d->out_w), ox = (int)(pixel % d->out_w);
+static inline void mnq_arm_im2col_row(const mnq_layer_desc *d, const uint8_t *in, const uint8_t *in_end, long n,
+                                      int oy, int ox, int Kp, uint8_t *row) {
   const int cin = d->in_c, seg = d->k_w * cin;
-  const int x0 = ox * d->stride_w - d->pad_left;
+  const int x0 = ox * d->stride_w - d->pad_left, y0 = oy * d->stride_h - d->pad_top;
   const int kx0 = x0 < 0 ? -x0 : 0, kx1 = d->in_w - x0 < d->k_w ? d->in_w - x0 : d->k_w;
+  const long row_bytes = (long)d->in_w * cin;
+  /* offset of tap (0, 0), which may lie outside the image */
+  long at = (n * d->in_h + y0) * row_bytes + (long)x0 * cin;
   uint8_t *dst = row;
-  for (int ky = 0; ky < d->k_h; ky++, dst += seg) {
-    const int iy = oy * d->stride_h - d->pad_top + ky;
-    if (iy < 0 || iy >= d->in_h || kx1 <= kx0) {
-      memset(dst, d->in_zp, (size_t)seg);
-      continue;
+  if (kx0 == 0 && kx1 == d->k_w && y0 >= 0 && y0 + d->k_h <= d->in_h && seg <= 16 &&
+      in_end - in - (at + (d->k_h - 1) * row_bytes) >= 16) {
+    /* the common case (every tap inside, short segments): one vector per kernel row,
+     * the bytes past a segment are overwritten by the next */
+    for (int ky = 0; ky < d->k_h; ky++, dst += seg, at += row_bytes) vst1q_u8(dst, vld1q_u8(in + at));
+  } else {
+    for (int ky = 0; ky < d->k_h; ky++, dst += seg, at += row_bytes) {
+      const int iy = y0 + ky;
+      if (iy < 0 || iy >= d->in_h || kx1 <= kx0) {
+        memset(dst, d->in_zp, (size_t)seg);
+        continue;
+      }
+      if (kx0 > 0) memset(dst, d->in_zp, (size_t)kx0 * cin);
+      memcpy(dst + kx0 * cin, in + at + (long)kx0 * cin, (size_t)(kx1 - kx0) * cin);
+      if (kx1 < d->k_w) memset(dst + kx1 * cin, d->in_zp, (size_t)(d->k_w - kx1) * cin);
     }
-    const uint8_t *src = in + ((n * d->in_h + iy) * d->in_w + x0 + kx0) * cin;
-    if (kx0 == 0 && kx1 == d->k_w && seg <= 16 && in_end - src >= 16) {
-      vst1q_u8(dst, vld1q_u8(src)); /* bytes past seg are overwritten next */
-      continue;
-    }
-    if (kx0 > 0) memset(dst, d->in_zp, (size_t)kx0 * cin);
-    memcpy(dst + kx0 * cin, src, (size_t)(kx1 - kx0) * cin);
-    if (kx1 < d->k_w) memset(dst + kx1 * cin, d->in_zp, (size_t)(d->k_w - kx1) * cin);
   }
   const int tail = Kp - (int)(dst - row);
   if (tail <= 16) vst1q_u8(dst, vdupq_n_u8(0));
@@ -142,14 +145,22 @@ static inline void mnq_arm_gemm_layer(const mnq_layer *L, const uint8_t *in, uin
   mnq_partition((M + MR - 1) / MR, w, &t0, &t1);
   const uint8_t *a[8];
   int32_t row_offset[8];
+  /* im2col: the next row's pixel, stepped along (no division per row) */
+  const long per_image = (long)d->out_h * d->out_w;
+  long n = t0 * MR / per_image;
+  int oy = (int)(t0 * MR % per_image / d->out_w), ox = (int)(t0 * MR % d->out_w);
   for (long t = t0; t < t1; t++) {
     const long m = t * MR;
     const int rows = M - m < MR ? (int)(M - m) : MR;
     for (int r = 0; r < rows; r++) {
       uint8_t *buf = w->scratch + (size_t)r * (Kp + MNQ_ARM_ROW_SLACK);
       if (im2col) {
-        mnq_arm_im2col_row(d, in, in_end, m + r, Kp, buf);
+        mnq_arm_im2col_row(d, in, in_end, n, oy, ox, Kp, buf);
         a[r] = buf;
+        if (++ox == d->out_w) {
+          ox = 0;
+          if (++oy == d->out_h) oy = 0, n++;
+        }
       } else if (K != Kp) {
         memcpy(buf, in + (m + r) * K, (size_t)K);
         memset(buf + K, 0, (size_t)(Kp - K));
@@ -183,23 +194,14 @@ static inline void mnq_arm_store_u8x16(uint8_t *dst, uint8x16_t v, int nc) {
 
 /* Requantizes and stores an MR x 16 tile of accumulators acc[r][16] (channels
  * n0..n0+15) to out (row stride out_stride), the first mr rows and nc channels.
- * right_only is a constant in each caller (see mnq_arm_rq). */
+ * form is a constant in each caller (MNQ_RQ_*). */
 static inline __attribute__((always_inline)) void mnq_arm_requant_tile_x16(const int32_t *acc, int MR, int mr, int nc,
                                                                            const mnq_arm_rq *rq, int n0, uint8_t *out,
-                                                                           long out_stride, const int right_only) {
-  const int32_t *mp = rq->multiplier + n0, *lp = rq->left_shift + n0, *rp = rq->right_shift_neg + n0;
-  const int32x4_t m0 = vld1q_s32(mp), m1 = vld1q_s32(mp + 4), m2 = vld1q_s32(mp + 8), m3 = vld1q_s32(mp + 12);
-  const int32x4_t r0 = vld1q_s32(rp), r1 = vld1q_s32(rp + 4), r2 = vld1q_s32(rp + 8), r3 = vld1q_s32(rp + 12);
-  int32x4_t l0 = r0, l1 = r1, l2 = r2, l3 = r3; /* unused when right_only */
-  if (!right_only) l0 = vld1q_s32(lp), l1 = vld1q_s32(lp + 4), l2 = vld1q_s32(lp + 8), l3 = vld1q_s32(lp + 12);
-  const int16x8_t zp = vdupq_n_s16(rq->out_zp);
-  const uint8x16_t lo = vdupq_n_u8(rq->act_min), hi = vdupq_n_u8(rq->act_max);
-#define MNQ_ARM_ROW(r)                                                                                          \
-  mnq_arm_rq_u8x16(mnq_arm_rq_add_zp(mnq_arm_rq_scale(vld1q_s32(acc + 16 * (r)), m0, l0, r0, right_only),        \
-                                     mnq_arm_rq_scale(vld1q_s32(acc + 16 * (r) + 4), m1, l1, r1, right_only), zp), \
-                   mnq_arm_rq_add_zp(mnq_arm_rq_scale(vld1q_s32(acc + 16 * (r) + 8), m2, l2, r2, right_only),    \
-                                     mnq_arm_rq_scale(vld1q_s32(acc + 16 * (r) + 12), m3, l3, r3, right_only), zp), \
-                   lo, hi)
+                                                                           long out_stride, const int form) {
+  const mnq_arm_rq16 q = mnq_arm_rq16_load(rq, n0, form);
+#define MNQ_ARM_ROW(r) \
+  mnq_arm_rq16_apply(&q, vld1q_s32(acc + 16 * (r)), vld1q_s32(acc + 16 * (r) + 4), vld1q_s32(acc + 16 * (r) + 8), \
+                     vld1q_s32(acc + 16 * (r) + 12), form)
   if (mr == 4 && MR == 4 && nc == 16) { /* the common case, straight-line */
     vst1q_u8(out, MNQ_ARM_ROW(0));
     vst1q_u8(out + out_stride, MNQ_ARM_ROW(1));
@@ -209,6 +211,16 @@ static inline __attribute__((always_inline)) void mnq_arm_requant_tile_x16(const
   }
   for (int r = 0; r < mr; r++) mnq_arm_store_u8x16(out + r * out_stride, MNQ_ARM_ROW(r), nc);
 #undef MNQ_ARM_ROW
+}
+
+/* The same for each form: the switch is outside every loop that matters. */
+static inline void mnq_arm_requant_tile_x16_any(const int32_t *acc, int MR, int mr, int nc, const mnq_arm_rq *rq,
+                                                int n0, uint8_t *out, long out_stride) {
+  switch (rq->form) {
+  case MNQ_RQ_RIGHT_PLAIN: mnq_arm_requant_tile_x16(acc, MR, mr, nc, rq, n0, out, out_stride, MNQ_RQ_RIGHT_PLAIN); break;
+  case MNQ_RQ_RIGHT: mnq_arm_requant_tile_x16(acc, MR, mr, nc, rq, n0, out, out_stride, MNQ_RQ_RIGHT); break;
+  default: mnq_arm_requant_tile_x16(acc, MR, mr, nc, rq, n0, out, out_stride, MNQ_RQ_GENERAL);
+  }
 }
 
 #endif

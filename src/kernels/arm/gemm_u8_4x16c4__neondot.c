@@ -1,7 +1,7 @@
 /* uint8 GEMM microkernel, 4 rows x 16 channels, K in groups of 4 (aarch64 with
  * the dot-product extension), and the pointwise / conv layers built on it.
  * UDOT-by-lane multiplies 4 channels x 4 k of raw uint8 weights by 4 k of one row
- * broadcast from a lane: 16 MACs an instruction. Each 16-byte row load feeds 4
+ * broadcast from a lane: 16 MACs an instruction. Each 32-byte row load feeds 8
  * k-groups; one 4-register load brings a k-group's 16 channels. Accumulators start
  * at bias - zw * sum(row), so the loop has nothing but loads and UDOTs.
  * Panel order: per k-group of 4, channel j's 4 bytes at j * 4 (64 bytes a group). */
@@ -26,60 +26,104 @@ static void row_sums(const uint8_t *const *a, int Kp, int32_t *sums) {
   vst1q_s32(sums, vreinterpretq_s32_u32(vpaddq_u32(vpaddq_u32(s0, s1), vpaddq_u32(s2, s3))));
 }
 
-/* Accumulators: row r, channels 4v..4v+3 in ACC(r, v); rows in v24..v27, one
- * k-group's weights in v28..v31. Only caller-saved vector registers are used. */
-#define ACC_0 "v0", "v1", "v2", "v3"
-#define ACC_1 "v4", "v5", "v6", "v7"
-#define ACC_2 "v16", "v17", "v18", "v19"
-#define ACC_3 "v20", "v21", "v22", "v23"
-#define DOT(c, w, row, lane) "udot " c ".4s, " w ".16b, " row ".4b[" lane "]\n"
-#define DOT_ROW_(row, lane, c0, c1, c2, c3) \
-  DOT(c0, "v28", row, lane) DOT(c1, "v29", row, lane) DOT(c2, "v30", row, lane) DOT(c3, "v31", row, lane)
-#define DOT_ROW(row, lane, acc) DOT_ROW_(row, lane, acc)
-#define DOT_GROUP(lane)                                                                               \
-  "ld1 {v28.16b - v31.16b}, [%[wp]], #64\n"                                                           \
-  DOT_ROW("v24", lane, ACC_0) DOT_ROW("v25", lane, ACC_1) DOT_ROW("v26", lane, ACC_2) DOT_ROW("v27", lane, ACC_3)
-#define INIT_ROW_(r, c0, c1, c2, c3)                                                                  \
-  "ld1r {v24.4s}, [%[roff]], #4\n"                                                                    \
-  "add " c0 ".4s, v28.4s, v24.4s\n add " c1 ".4s, v29.4s, v24.4s\n"                                   \
-  "add " c2 ".4s, v30.4s, v24.4s\n add " c3 ".4s, v31.4s, v24.4s\n"
-#define INIT_ROW(acc) INIT_ROW_(0, acc)
-#define STORE_ROW_(c0, c1, c2, c3) "st1 {" c0 ".4s - " c3 ".4s}, [%[acc]], #64\n"
-#define STORE_ROW(acc) STORE_ROW_(acc)
+/* The accumulation is inline assembly (compiled from intrinsics, GCC loaded all weight
+ * groups of a step up front and spilled accumulators). The 16 accumulators are its
+ * outputs, so they go from the loop straight to the requantization: row r, channels
+ * 4v..4v+3 in %[c<r><v>]. Rows of a 32-k step in v16..v23 (row r: v(16+2r) k 0-15,
+ * v(17+2r) k 16-31); a k-group's weights alternately in v24..v27 and v28..v31, each
+ * set loaded one group ahead of its UDOTs. */
+#define DOT_(r, w0, w1, w2, w3, row, lane)                                                        \
+  "udot %[c" #r "0].4s, " w0 ".16b, " row ".4b[" lane "]\n"                                       \
+  "udot %[c" #r "1].4s, " w1 ".16b, " row ".4b[" lane "]\n"                                       \
+  "udot %[c" #r "2].4s, " w2 ".16b, " row ".4b[" lane "]\n"                                       \
+  "udot %[c" #r "3].4s, " w3 ".16b, " row ".4b[" lane "]\n"
+#define GROUP_(w0, w1, w2, w3, r0, r1, r2, r3, lane) \
+  DOT_(0, w0, w1, w2, w3, r0, lane) DOT_(1, w0, w1, w2, w3, r1, lane) DOT_(2, w0, w1, w2, w3, r2, lane) \
+  DOT_(3, w0, w1, w2, w3, r3, lane)
+#define GROUP(weights, rows, lane) GROUP_(weights, rows, lane)
+#define WA "v24", "v25", "v26", "v27"
+#define WB "v28", "v29", "v30", "v31"
+#define ROWS_LO "v16", "v18", "v20", "v22"
+#define ROWS_HI "v17", "v19", "v21", "v23"
+#define LOAD_WA "ld1 {v24.16b - v27.16b}, [%[w]], #64\n"
+#define LOAD_WB "ld1 {v28.16b - v31.16b}, [%[w]], #64\n"
+#define INIT_ROW(r, off) \
+  "add %[c" #r "0].4s, v24.4s, " off ".4s\n add %[c" #r "1].4s, v25.4s, " off ".4s\n" \
+  "add %[c" #r "2].4s, v26.4s, " off ".4s\n add %[c" #r "3].4s, v27.4s, " off ".4s\n"
 
-static void gemm_u8_4x16c4__neondot(int mr, int N, int Kp, const uint8_t *const *a, const void *panels,
+/* One panel (16 channels) against rows a[0..4): accumulate, requantize, store the first
+ * mr rows and nc channels. *wp walks on to the next panel. */
+static inline __attribute__((always_inline)) void panel(int mr, int nc, int Kp, const uint8_t *const *a,
+                                                       const uint8_t **wp, const int32_t *bias,
+                                                       const int32_t *row_offset, const mnq_arm_rq *rq, int n0,
+                                                       uint8_t *out, long out_stride, const int form) {
+  int32x4_t c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33;
+  const uint8_t *x0 = a[0], *x1 = a[1], *x2 = a[2], *x3 = a[3], *w = *wp;
+  /* Per 32 k: 4 two-register row loads, 8 group loads, 128 UDOTs and 2 loop
+   * instructions (2048 MACs in 142 instructions); an odd 16 k at the end. */
+  __asm__ volatile(
+      "ld1 {v24.4s - v27.4s}, [%[bias]]\n"
+      "ld4r {v28.4s - v31.4s}, [%[roff]]\n"
+      INIT_ROW(0, "v28") INIT_ROW(1, "v29") INIT_ROW(2, "v30") INIT_ROW(3, "v31")
+      "lsr w16, %w[steps], #1\n"
+      "cbz w16, 2f\n"
+      "1:\n"
+      "ldp q16, q17, [%[x0]], #32\n ldp q18, q19, [%[x1]], #32\n"
+      "ldp q20, q21, [%[x2]], #32\n ldp q22, q23, [%[x3]], #32\n"
+      LOAD_WA LOAD_WB
+      GROUP(WA, ROWS_LO, "0") LOAD_WA GROUP(WB, ROWS_LO, "1") LOAD_WB
+      GROUP(WA, ROWS_LO, "2") LOAD_WA GROUP(WB, ROWS_LO, "3") LOAD_WB
+      GROUP(WA, ROWS_HI, "0") LOAD_WA GROUP(WB, ROWS_HI, "1") LOAD_WB
+      GROUP(WA, ROWS_HI, "2") GROUP(WB, ROWS_HI, "3")
+      "subs w16, w16, #1\n"
+      "b.ne 1b\n"
+      "2:\n"
+      "tbz %w[steps], #0, 3f\n"
+      "ldr q16, [%[x0]]\n ldr q18, [%[x1]]\n ldr q20, [%[x2]]\n ldr q22, [%[x3]]\n"
+      LOAD_WA LOAD_WB
+      GROUP(WA, ROWS_LO, "0") LOAD_WA GROUP(WB, ROWS_LO, "1") LOAD_WB
+      GROUP(WA, ROWS_LO, "2") GROUP(WB, ROWS_LO, "3")
+      "3:\n"
+      : [c00] "=w"(c00), [c01] "=w"(c01), [c02] "=w"(c02), [c03] "=w"(c03), [c10] "=w"(c10), [c11] "=w"(c11),
+        [c12] "=w"(c12), [c13] "=w"(c13), [c20] "=w"(c20), [c21] "=w"(c21), [c22] "=w"(c22), [c23] "=w"(c23),
+        [c30] "=w"(c30), [c31] "=w"(c31), [c32] "=w"(c32), [c33] "=w"(c33), [x0] "+r"(x0), [x1] "+r"(x1),
+        [x2] "+r"(x2), [x3] "+r"(x3), [w] "+r"(w)
+      : [steps] "r"(Kp / 16), [bias] "r"(bias), [roff] "r"(row_offset)
+      : "cc", "memory", "x16", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27",
+        "v28", "v29", "v30", "v31");
+  *wp = w;
+  const mnq_arm_rq16 q = mnq_arm_rq16_load(rq, n0, form);
+  const uint8x16_t y0 = mnq_arm_rq16_apply(&q, c00, c01, c02, c03, form);
+  const uint8x16_t y1 = mnq_arm_rq16_apply(&q, c10, c11, c12, c13, form);
+  const uint8x16_t y2 = mnq_arm_rq16_apply(&q, c20, c21, c22, c23, form);
+  const uint8x16_t y3 = mnq_arm_rq16_apply(&q, c30, c31, c32, c33, form);
+  if (mr == 4 && nc == 16) {
+    vst1q_u8(out, y0), vst1q_u8(out + out_stride, y1);
+    vst1q_u8(out + 2 * out_stride, y2), vst1q_u8(out + 3 * out_stride, y3);
+    return;
+  }
+  mnq_arm_store_u8x16(out, y0, nc);
+  if (mr > 1) mnq_arm_store_u8x16(out + out_stride, y1, nc);
+  if (mr > 2) mnq_arm_store_u8x16(out + 2 * out_stride, y2, nc);
+  if (mr > 3) mnq_arm_store_u8x16(out + 3 * out_stride, y3, nc);
+}
+
+static inline __attribute__((always_inline)) void panels(int mr, int N, int Kp, const uint8_t *const *a,
+                                                        const void *weights, const int32_t *bias,
+                                                        const int32_t *row_offset, const mnq_arm_rq *rq, uint8_t *out,
+                                                        long out_stride, const int form) {
+  const uint8_t *wp = (const uint8_t *)weights;
+  for (int n0 = 0; n0 < N; n0 += NR)
+    panel(mr, N - n0 < NR ? N - n0 : NR, Kp, a, &wp, bias + n0, row_offset, rq, n0, out + n0, out_stride, form);
+}
+
+static void gemm_u8_4x16c4__neondot(int mr, int N, int Kp, const uint8_t *const *a, const void *weights,
                                     const int32_t *bias, const int32_t *row_offset, const mnq_arm_rq *rq,
                                     uint8_t *out, long out_stride) {
-  const uint8_t *wp = (const uint8_t *)panels; /* the asm walks it from panel to panel */
-  int32_t acc[MR][NR];
-  for (int n0 = 0; n0 < N; n0 += NR) {
-    const uint8_t *x0 = a[0], *x1 = a[1], *x2 = a[2], *x3 = a[3];
-    const int32_t *roff = row_offset, *bp = bias + n0;
-    int32_t *accp = &acc[0][0];
-    int steps = Kp / KR;
-    /* Assembly: compiled from intrinsics, GCC loads all four weight groups of a step up
-     * front and spills accumulators. Per 16 k: 4 row loads, 4 group loads, 64 UDOTs and
-     * 2 loop instructions (1024 MACs in 74 instructions). */
-    __asm__ volatile(
-        "ld1 {v28.4s - v31.4s}, [%[bias]]\n"
-        INIT_ROW(ACC_0) INIT_ROW(ACC_1) INIT_ROW(ACC_2) INIT_ROW(ACC_3)
-        "1:\n"
-        "ldr q24, [%[x0]], #16\n"
-        "ldr q25, [%[x1]], #16\n"
-        "ldr q26, [%[x2]], #16\n"
-        "ldr q27, [%[x3]], #16\n"
-        DOT_GROUP("0") DOT_GROUP("1") DOT_GROUP("2") DOT_GROUP("3")
-        "subs %w[steps], %w[steps], #1\n"
-        "b.ne 1b\n"
-        STORE_ROW(ACC_0) STORE_ROW(ACC_1) STORE_ROW(ACC_2) STORE_ROW(ACC_3)
-        : [x0] "+r"(x0), [x1] "+r"(x1), [x2] "+r"(x2), [x3] "+r"(x3), [wp] "+r"(wp), [steps] "+r"(steps),
-          [roff] "+r"(roff), [acc] "+r"(accp)
-        : [bias] "r"(bp)
-        : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20", "v21",
-          "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31");
-    const int nc = N - n0 < NR ? N - n0 : NR;
-    if (rq->right_only) mnq_arm_requant_tile_x16(&acc[0][0], MR, mr, nc, rq, n0, out + n0, out_stride, 1);
-    else mnq_arm_requant_tile_x16(&acc[0][0], MR, mr, nc, rq, n0, out + n0, out_stride, 0);
+  switch (rq->form) {
+  case MNQ_RQ_RIGHT_PLAIN: panels(mr, N, Kp, a, weights, bias, row_offset, rq, out, out_stride, MNQ_RQ_RIGHT_PLAIN); break;
+  case MNQ_RQ_RIGHT: panels(mr, N, Kp, a, weights, bias, row_offset, rq, out, out_stride, MNQ_RQ_RIGHT); break;
+  default: panels(mr, N, Kp, a, weights, bias, row_offset, rq, out, out_stride, MNQ_RQ_GENERAL);
   }
 }
 

@@ -27,10 +27,10 @@ static size_t panel_offset(int j, int k) { return (size_t)k * NR + j; }
   } while (0)
 
 static inline uint8x8_t requant8(int32x4_t c0, int32x4_t c1, int32x4_t m0, int32x4_t m1, int32x4_t l0, int32x4_t l1,
-                                 int32x4_t r0, int32x4_t r1, int right_only, int16x8_t zp, uint8x8_t lo, uint8x8_t hi) {
-  const int16x8_t y = mnq_arm_rq_add_zp(mnq_arm_rq_scale(c0, m0, l0, r0, right_only),
-                                        mnq_arm_rq_scale(c1, m1, l1, r1, right_only), zp);
-  return vmin_u8(vmax_u8(vqmovun_s16(y), lo), hi);
+                                 int32x4_t r0, int32x4_t r1, int form, int16x8_t zp, uint8x8_t lo, uint8x8_t hi) {
+  const int16x8_t y = mnq_arm_rq_add_zp(mnq_arm_rq_scale(c0, m0, l0, r0, form),
+                                        mnq_arm_rq_scale(c1, m1, l1, r1, form), zp, form);
+  return form == MNQ_RQ_RIGHT_PLAIN ? vqmovun_s16(y) : vmin_u8(vmax_u8(vqmovun_s16(y), lo), hi);
 }
 
 static void store8(uint8_t *dst, uint8x8_t v, int nc) {
@@ -61,11 +61,11 @@ static inline void panel_4x8(int mr, int nc, int Kp, const uint8_t *const *a, co
   const int32x4_t r0 = vld1q_s32(rq->right_shift_neg + n0), r1 = vld1q_s32(rq->right_shift_neg + n0 + 4);
   const int16x8_t zp = vdupq_n_s16(rq->out_zp);
   const uint8x8_t lo = vdup_n_u8(rq->act_min), hi = vdup_n_u8(rq->act_max);
-  const int ro = rq->right_only;
-  store8(out, requant8(c00, c01, m0, m1, l0, l1, r0, r1, ro, zp, lo, hi), nc);
-  if (mr > 1) store8(out + out_stride, requant8(c10, c11, m0, m1, l0, l1, r0, r1, ro, zp, lo, hi), nc);
-  if (mr > 2) store8(out + 2 * out_stride, requant8(c20, c21, m0, m1, l0, l1, r0, r1, ro, zp, lo, hi), nc);
-  if (mr > 3) store8(out + 3 * out_stride, requant8(c30, c31, m0, m1, l0, l1, r0, r1, ro, zp, lo, hi), nc);
+  const int form = rq->form;
+  store8(out, requant8(c00, c01, m0, m1, l0, l1, r0, r1, form, zp, lo, hi), nc);
+  if (mr > 1) store8(out + out_stride, requant8(c10, c11, m0, m1, l0, l1, r0, r1, form, zp, lo, hi), nc);
+  if (mr > 2) store8(out + 2 * out_stride, requant8(c20, c21, m0, m1, l0, l1, r0, r1, form, zp, lo, hi), nc);
+  if (mr > 3) store8(out + 3 * out_stride, requant8(c30, c31, m0, m1, l0, l1, r0, r1, form, zp, lo, hi), nc);
 }
 
 static void gemm_u8_4x8__neon(int mr, int N, int Kp, const uint8_t *const *a, const void *panels,
