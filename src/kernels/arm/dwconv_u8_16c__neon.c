@@ -10,7 +10,7 @@
  * TFLite) with the same per-tap code.
  * Packed: this header, int32 bias[Cp], requantization (3 x Cp), then int16 weights
  * by block of 16 channels, w[block][tap][16] (a block's taps are contiguous: the
- * assembly loads two taps an instruction), then 16 zeros; Cp = C rounded up to 16. */
+ * assembly loads two taps an instruction), then 3 x 16 zeros; Cp = C rounded up to 16. */
 #include <arm_neon.h>
 #include <stdlib.h>
 
@@ -32,8 +32,8 @@ int mnq_dwconv_u8_prepare__neon(mnq_layer *L) {
   const int C = d->out_c, Cp = (C + CB - 1) / CB * CB, taps = d->k_h * d->k_w;
   const size_t head = (sizeof(dw_packed) + 63) & ~(size_t)63;
   const size_t params = (size_t)Cp * 4 + mnq_arm_rq_bytes(Cp);
-  /* + one block of zero weights: 3x3 border pixels point their outside taps at it */
-  uint8_t *mem = calloc(1, head + params + ((size_t)taps * Cp + CB) * 2);
+  /* + a kernel row of zero weights (3 taps): 3x3 taps outside the image point at it */
+  uint8_t *mem = calloc(1, head + params + ((size_t)taps * Cp + 3 * CB) * 2);
   if (!mem) return -1;
   dw_packed *pk = (dw_packed *)mem;
   int32_t *bias = (int32_t *)(mem + head);
@@ -50,6 +50,9 @@ int mnq_dwconv_u8_prepare__neon(mnq_layer *L) {
   L->packed = pk;
   return 0;
 }
+
+/* 3 taps of zero weights, for taps outside the image */
+static inline const int16_t *zero_weights(const dw_packed *pk) { return pk->weights + (size_t)pk->taps * pk->Cp; }
 
 /* channels [c0, c0 + 16): tap t's 16 weights at + t * CB */
 static inline const int16_t *block_weights(const dw_packed *pk, int c0) { return pk->weights + (size_t)c0 * pk->taps; }
@@ -154,43 +157,54 @@ static inline __attribute__((always_inline)) void pixels_any(const mnq_layer_des
 #define DW_W0 "v16", "v17"
 #define DW_W1 "v18", "v19"
 #define DW_W2 "v20", "v21"
-#define DW_WEIGHTS "ld1 {v16.8h - v19.8h}, [%[w]], #64\n ld1 {v20.8h - v21.8h}, [%[w]], #32\n"
-#define DW_ROW_S1                                                                                                  \
-  DW_WEIGHTS                                                                                                       \
-  DW_COL("[%[r]]") DW_MAC(DW_A, DW_W0)                                                                             \
-  DW_COL("[%[r], %[c1]]") DW_MAC(DW_A, DW_W1) DW_MAC(DW_B, DW_W0)                                                  \
-  DW_COL("[%[r], %[c2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W1)                                                  \
-  DW_COL("[%[r], %[c3]]") DW_MAC(DW_B, DW_W2)
-#define DW_ROW_S2                                                                                                  \
-  DW_WEIGHTS                                                                                                       \
-  DW_COL("[%[r]]") DW_MAC(DW_A, DW_W0)                                                                             \
-  DW_COL("[%[r], %[c1]]") DW_MAC(DW_A, DW_W1)                                                                      \
-  DW_COL("[%[r], %[c2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W0)                                                  \
-  DW_COL("[%[r], %[c3]]") DW_MAC(DW_B, DW_W1)                                                                      \
-  DW_COL("[%[r], %[c4]]") DW_MAC(DW_B, DW_W2)
+#define DW_WEIGHTS(w) "ld1 {v16.8h - v19.8h}, [%[" w "]]\n ldp q20, q21, [%[" w "], #64]\n"
+#define DW_ROW_S1(r, w)                                                                                            \
+  DW_WEIGHTS(w)                                                                                                    \
+  DW_COL("[%[" r "]]") DW_MAC(DW_A, DW_W0)                                                                         \
+  DW_COL("[%[" r "], %[c1]]") DW_MAC(DW_A, DW_W1) DW_MAC(DW_B, DW_W0)                                              \
+  DW_COL("[%[" r "], %[c2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W1)                                              \
+  DW_COL("[%[" r "], %[c3]]") DW_MAC(DW_B, DW_W2)
+#define DW_ROW_S2(r, w)                                                                                            \
+  DW_WEIGHTS(w)                                                                                                    \
+  DW_COL("[%[" r "]]") DW_MAC(DW_A, DW_W0)                                                                         \
+  DW_COL("[%[" r "], %[c1]]") DW_MAC(DW_A, DW_W1)                                                                  \
+  DW_COL("[%[" r "], %[c2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W0)                                              \
+  DW_COL("[%[" r "], %[c3]]") DW_MAC(DW_B, DW_W1)                                                                  \
+  DW_COL("[%[" r "], %[c4]]") DW_MAC(DW_B, DW_W2)
 #define DW_PAIR(ROW)                                                                                               \
   __asm__ volatile("ldp %q[a0], %q[a1], [%[bias]]\n ldp %q[a2], %q[a3], [%[bias], #32]\n"                          \
                    "ldp %q[b0], %q[b1], [%[bias]]\n ldp %q[b2], %q[b3], [%[bias], #32]\n"                          \
-                   ROW "add %[r], %[r], %[rs]\n" ROW "add %[r], %[r], %[rs]\n" ROW                                 \
+                   ROW("r0", "w0") ROW("r1", "w1") ROW("r2", "w2")                                                 \
                    : [a0] "=&w"(a0), [a1] "=&w"(a1), [a2] "=&w"(a2), [a3] "=&w"(a3), [b0] "=&w"(b0),               \
-                     [b1] "=&w"(b1), [b2] "=&w"(b2), [b3] "=&w"(b3), [r] "+r"(r), [w] "+r"(wk)                     \
-                   : [bias] "r"(bp), [rs] "r"(rs), [c1] "r"(C), [c2] "r"(2 * C), [c3] "r"(3 * C),                  \
-                     [c4] "r"(4 * C), [zx] "w"(zx16)                                                                    \
+                     [b1] "=&w"(b1), [b2] "=&w"(b2), [b3] "=&w"(b3)                                                \
+                   : [r0] "r"(rows[0] + at), [r1] "r"(rows[1] + at), [r2] "r"(rows[2] + at), [w0] "r"(wrow[0]),     \
+                     [w1] "r"(wrow[1]), [w2] "r"(wrow[2]), [bias] "r"(bp), [c1] "r"(C), [c2] "r"(2 * C),           \
+                     [c3] "r"(3 * C), [c4] "r"(4 * C), [zx] "w"(zx16)                                              \
                    : "memory", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24")
 #endif
 
-/* 3x3, all taps inside, 16 full channels: pixels [ox0, ox1) of row oy. On aarch64 at
- * stride 1 or 2 (a constant in each instantiation; 0: any other) two at a time. */
+static inline int clamp_index(int i, int n) { return i < 0 ? 0 : i >= n ? n - 1 : i; }
+
+/* 3x3, 16 full channels, pixels [ox0, ox1) of row oy whose columns are all inside the
+ * image. A kernel row outside the image reads a clamped (valid) row against zero
+ * weights, so it adds 0 and every tap stays unrolled. On aarch64 at stride 1 or 2 (a
+ * constant in each instantiation; 0: any other) two pixels at a time. */
 static inline __attribute__((always_inline)) void pixels_3x3(const mnq_layer_desc *d, const dw_packed *pk,
                                                              const uint8_t *in, uint8_t *out, long n, int oy,
                                                              int c0, int ox0, int ox1, const int form,
                                                              const int stride) {
-  const long C = d->out_c, rs = (long)d->in_w * C;
+  const long C = d->out_c;
   const uint8x8_t zx = vdup_n_u8((uint8_t)d->in_zp);
-  const uint8_t *p = in + ((n * d->in_h + oy * d->stride_h - d->pad_top) * d->in_w +
-                           (long)ox0 * d->stride_w - d->pad_left) * C + c0;
+  const int y0 = oy * d->stride_h - d->pad_top;
+  const uint8_t *rows[3];
+  const int16_t *wrow[3];
+  for (int ky = 0; ky < 3; ky++) {
+    const int inside = y0 + ky >= 0 && y0 + ky < d->in_h;
+    rows[ky] = in + ((n * d->in_h + clamp_index(y0 + ky, d->in_h)) * d->in_w) * C + c0;
+    wrow[ky] = inside ? block_weights(pk, c0) + ky * 3 * CB : zero_weights(pk);
+  }
+  long at = ((long)ox0 * d->stride_w - d->pad_left) * C; /* tap column 0 of pixel ox0 */
   const long step = (long)d->stride_w * C;
-  const int16_t *w = block_weights(pk, c0);
   const int32_t *bp = pk->bias + c0;
   uint8_t *o = out + (((n * d->out_h + oy) * d->out_w + ox0) * C + c0);
   const mnq_arm_rq16 q = mnq_arm_rq16_load(&pk->rq, c0, form);
@@ -198,10 +212,8 @@ static inline __attribute__((always_inline)) void pixels_3x3(const mnq_layer_des
 #ifdef __aarch64__
   if (stride) {
     const uint8x16_t zx16 = vcombine_u8(zx, zx);
-    for (; ox + 1 < ox1; ox += 2, p += 2 * step, o += 2 * C) {
+    for (; ox + 1 < ox1; ox += 2, at += 2 * step, o += 2 * C) {
       int32x4_t a0, a1, a2, a3, b0, b1, b2, b3;
-      const uint8_t *r = p;
-      const int16_t *wk = w;
       if (stride == 1) DW_PAIR(DW_ROW_S1);
       else DW_PAIR(DW_ROW_S2);
       requant_store(&q, a0, a1, a2, a3, o, CB, form);
@@ -211,14 +223,13 @@ static inline __attribute__((always_inline)) void pixels_3x3(const mnq_layer_des
 #else
   (void)stride;
 #endif
-  for (; ox < ox1; ox++, p += step, o += C) {
+  for (; ox < ox1; ox++, at += step, o += C) {
     int32x4_t a0 = vld1q_s32(bp), a1 = vld1q_s32(bp + 4), a2 = vld1q_s32(bp + 8), a3 = vld1q_s32(bp + 12);
-    for (int t = 0; t < 9; t++) tap(&a0, &a1, &a2, &a3, vld1q_u8(p + t / 3 * rs + t % 3 * C), w + t * CB, zx);
+    for (int t = 0; t < 9; t++) tap(&a0, &a1, &a2, &a3, vld1q_u8(rows[t / 3] + at + t % 3 * C), wrow[t / 3] + t % 3 * CB, zx);
     requant_store(&q, a0, a1, a2, a3, o, CB, form);
   }
 }
 
-static inline int clamp_index(int i, int n) { return i < 0 ? 0 : i >= n ? n - 1 : i; }
 
 /* 3x3 border pixels [ox0, ox1) of row oy, 16 full channels: a tap outside the image
  * reads a clamped (valid) input position against the zero-weight tap, so it adds 0
@@ -228,7 +239,7 @@ static inline __attribute__((always_inline)) void pixels_3x3_border(const mnq_la
                                                                     int c0, int ox0, int ox1, const int form) {
   const int C = d->out_c;
   const uint8x8_t zx = vdup_n_u8((uint8_t)d->in_zp);
-  const int16_t *zero_w = pk->weights + (size_t)9 * pk->Cp; /* the zero block */
+  const int16_t *zero_w = zero_weights(pk);
   const int y0 = oy * d->stride_h - d->pad_top;
   const int row_in0 = y0 >= 0 && y0 < d->in_h, row_in1 = y0 + 1 >= 0 && y0 + 1 < d->in_h;
   const int row_in2 = y0 + 2 >= 0 && y0 + 2 < d->in_h;
@@ -262,9 +273,8 @@ static inline __attribute__((always_inline)) void row(const mnq_layer_desc *d, c
                                                       const uint8_t *in, uint8_t *out, long n, int oy,
                                                       const int form) {
   const int is3x3 = d->k_h == 3 && d->k_w == 3;
-  const int y0 = oy * d->stride_h - d->pad_top;
   int ox_lo = d->out_w, ox_hi = d->out_w; /* interior columns: x0 >= 0 and x0 + 3 <= in_w */
-  if (is3x3 && y0 >= 0 && y0 + 3 <= d->in_h && d->in_w >= 3) {
+  if (is3x3 && d->in_w >= 3) {
     ox_lo = (d->pad_left + d->stride_w - 1) / d->stride_w;
     ox_hi = (d->in_w - 3 + d->pad_left) / d->stride_w + 1;
     if (ox_hi > d->out_w) ox_hi = d->out_w;

@@ -41,6 +41,7 @@ static void row_sums(const uint8_t *const *a, int Kp, int32_t *sums) {
   DOT_(0, w0, w1, w2, w3, r0, lane) DOT_(1, w0, w1, w2, w3, r1, lane) DOT_(2, w0, w1, w2, w3, r2, lane) \
   DOT_(3, w0, w1, w2, w3, r3, lane)
 #define GROUP(weights, rows, lane) GROUP_(weights, rows, lane)
+#define DOT(r, weights, row, lane) DOT_(r, weights, row, lane)
 #define WA "v24", "v25", "v26", "v27"
 #define WB "v28", "v29", "v30", "v31"
 #define ROWS_LO "v16", "v18", "v20", "v22"
@@ -50,6 +51,43 @@ static void row_sums(const uint8_t *const *a, int Kp, int32_t *sums) {
 #define INIT_ROW(r, off) \
   "add %[c" #r "0].4s, v24.4s, " off ".4s\n add %[c" #r "1].4s, v25.4s, " off ".4s\n" \
   "add %[c" #r "2].4s, v26.4s, " off ".4s\n add %[c" #r "3].4s, v27.4s, " off ".4s\n"
+
+/* A tile of one row (the last row of an image whose pixel count is 1 mod 4, and the
+ * classifier): the same panel with one row's UDOTs only, instead of four. */
+static inline __attribute__((always_inline)) void panel_row(int nc, int Kp, const uint8_t *x0, const uint8_t **wp,
+                                                           const int32_t *bias, const int32_t *row_offset,
+                                                           const mnq_arm_rq *rq, int n0, uint8_t *out,
+                                                           const int form) {
+  int32x4_t c00, c01, c02, c03;
+  const uint8_t *w = *wp;
+  __asm__ volatile(
+      "ldp %q[c00], %q[c01], [%[bias]]\n ldp %q[c02], %q[c03], [%[bias], #32]\n"
+      "ld1r {v28.4s}, [%[roff]]\n"
+      "add %[c00].4s, %[c00].4s, v28.4s\n add %[c01].4s, %[c01].4s, v28.4s\n"
+      "add %[c02].4s, %[c02].4s, v28.4s\n add %[c03].4s, %[c03].4s, v28.4s\n"
+      "lsr w16, %w[steps], #1\n"
+      "cbz w16, 2f\n"
+      "1:\n"
+      "ldp q16, q17, [%[x0]], #32\n"
+      LOAD_WA LOAD_WB DOT(0, WA, "v16", "0") LOAD_WA DOT(0, WB, "v16", "1") LOAD_WB
+      DOT(0, WA, "v16", "2") LOAD_WA DOT(0, WB, "v16", "3") LOAD_WB
+      DOT(0, WA, "v17", "0") LOAD_WA DOT(0, WB, "v17", "1") LOAD_WB
+      DOT(0, WA, "v17", "2") DOT(0, WB, "v17", "3")
+      "subs w16, w16, #1\n"
+      "b.ne 1b\n"
+      "2:\n"
+      "tbz %w[steps], #0, 3f\n"
+      "ldr q16, [%[x0]]\n"
+      LOAD_WA LOAD_WB DOT(0, WA, "v16", "0") LOAD_WA DOT(0, WB, "v16", "1") LOAD_WB
+      DOT(0, WA, "v16", "2") DOT(0, WB, "v16", "3")
+      "3:\n"
+      : [c00] "=&w"(c00), [c01] "=&w"(c01), [c02] "=&w"(c02), [c03] "=&w"(c03), [x0] "+r"(x0), [w] "+r"(w)
+      : [steps] "r"(Kp / 16), [bias] "r"(bias), [roff] "r"(row_offset)
+      : "cc", "memory", "x16", "v16", "v17", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31");
+  *wp = w;
+  const mnq_arm_rq16 q = mnq_arm_rq16_load(rq, n0, form);
+  mnq_arm_store_u8x16(out, mnq_arm_rq16_apply(&q, c00, c01, c02, c03, form), nc);
+}
 
 /* One panel (16 channels) against rows a[0..4): accumulate, requantize, store the first
  * mr rows and nc channels. *wp walks on to the next panel. */
@@ -113,8 +151,11 @@ static inline __attribute__((always_inline)) void panels(int mr, int N, int Kp, 
                                                         const int32_t *row_offset, const mnq_arm_rq *rq, uint8_t *out,
                                                         long out_stride, const int form) {
   const uint8_t *wp = (const uint8_t *)weights;
-  for (int n0 = 0; n0 < N; n0 += NR)
-    panel(mr, N - n0 < NR ? N - n0 : NR, Kp, a, &wp, bias + n0, row_offset, rq, n0, out + n0, out_stride, form);
+  for (int n0 = 0; n0 < N; n0 += NR) {
+    const int nc = N - n0 < NR ? N - n0 : NR;
+    if (mr == 1) panel_row(nc, Kp, a[0], &wp, bias + n0, row_offset, rq, n0, out + n0, form);
+    else panel(mr, nc, Kp, a, &wp, bias + n0, row_offset, rq, n0, out + n0, out_stride, form);
+  }
 }
 
 static void gemm_u8_4x16c4__neondot(int mr, int N, int Kp, const uint8_t *const *a, const void *weights,
