@@ -161,16 +161,16 @@ static inline __attribute__((always_inline)) void pixels_any(const mnq_layer_des
 #define DW_ROW_S1(r, w)                                                                                            \
   DW_WEIGHTS(w)                                                                                                    \
   DW_COL("[%[" r "]]") DW_MAC(DW_A, DW_W0)                                                                         \
-  DW_COL("[%[" r "], %[c1]]") DW_MAC(DW_A, DW_W1) DW_MAC(DW_B, DW_W0)                                              \
-  DW_COL("[%[" r "], %[c2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W1)                                              \
-  DW_COL("[%[" r "], %[c3]]") DW_MAC(DW_B, DW_W2)
+  DW_COL("[%[" r "], %[o1]]") DW_MAC(DW_A, DW_W1) DW_MAC(DW_B, DW_W0)                                              \
+  DW_COL("[%[" r "], %[o2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W1)                                              \
+  DW_COL("[%[" r "], %[o3]]") DW_MAC(DW_B, DW_W2)
 #define DW_ROW_S2(r, w)                                                                                            \
   DW_WEIGHTS(w)                                                                                                    \
   DW_COL("[%[" r "]]") DW_MAC(DW_A, DW_W0)                                                                         \
-  DW_COL("[%[" r "], %[c1]]") DW_MAC(DW_A, DW_W1)                                                                  \
-  DW_COL("[%[" r "], %[c2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W0)                                              \
-  DW_COL("[%[" r "], %[c3]]") DW_MAC(DW_B, DW_W1)                                                                  \
-  DW_COL("[%[" r "], %[c4]]") DW_MAC(DW_B, DW_W2)
+  DW_COL("[%[" r "], %[o1]]") DW_MAC(DW_A, DW_W1)                                                                  \
+  DW_COL("[%[" r "], %[o2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W0)                                              \
+  DW_COL("[%[" r "], %[o3]]") DW_MAC(DW_B, DW_W1)                                                                  \
+  DW_COL("[%[" r "], %[o4]]") DW_MAC(DW_B, DW_W2)
 #define DW_PAIR(ROW)                                                                                               \
   __asm__ volatile("ldp %q[a0], %q[a1], [%[bias]]\n ldp %q[a2], %q[a3], [%[bias], #32]\n"                          \
                    "ldp %q[b0], %q[b1], [%[bias]]\n ldp %q[b2], %q[b3], [%[bias], #32]\n"                          \
@@ -178,8 +178,30 @@ static inline __attribute__((always_inline)) void pixels_any(const mnq_layer_des
                    : [a0] "=&w"(a0), [a1] "=&w"(a1), [a2] "=&w"(a2), [a3] "=&w"(a3), [b0] "=&w"(b0),               \
                      [b1] "=&w"(b1), [b2] "=&w"(b2), [b3] "=&w"(b3)                                                \
                    : [r0] "r"(rows[0] + at), [r1] "r"(rows[1] + at), [r2] "r"(rows[2] + at), [w0] "r"(wrow[0]),     \
-                     [w1] "r"(wrow[1]), [w2] "r"(wrow[2]), [bias] "r"(bp), [c1] "r"(C), [c2] "r"(2 * C),           \
-                     [c3] "r"(3 * C), [c4] "r"(4 * C), [zx] "w"(zx16)                                              \
+                     [w1] "r"(wrow[1]), [w2] "r"(wrow[2]), [bias] "r"(bp), [o1] "r"(C), [o2] "r"(2 * C),           \
+                     [o3] "r"(3 * C), [o4] "r"(4 * C), [zx] "w"(zx16)                                              \
+                   : "memory", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24")
+/* Four pixels at stride 1: 6 columns a kernel row, the weights loaded once for four. */
+#define DW_C "c0", "c1", "c2", "c3"
+#define DW_D "d0", "d1", "d2", "d3"
+#define DW_ROW_QUAD(r, w)                                                                                          \
+  DW_WEIGHTS(w)                                                                                                    \
+  DW_COL("[%[" r "]]") DW_MAC(DW_A, DW_W0)                                                                         \
+  DW_COL("[%[" r "], %[o1]]") DW_MAC(DW_A, DW_W1) DW_MAC(DW_B, DW_W0)                                              \
+  DW_COL("[%[" r "], %[o2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W1) DW_MAC(DW_C, DW_W0)                          \
+  DW_COL("[%[" r "], %[o3]]") DW_MAC(DW_B, DW_W2) DW_MAC(DW_C, DW_W1) DW_MAC(DW_D, DW_W0)                          \
+  DW_COL("[%[" r "], %[o4]]") DW_MAC(DW_C, DW_W2) DW_MAC(DW_D, DW_W1)                                              \
+  DW_COL("[%[" r "], %[o5]]") DW_MAC(DW_D, DW_W2)
+#define DW_INIT(p) "ldp %q[" p "0], %q[" p "1], [%[bias]]\n ldp %q[" p "2], %q[" p "3], [%[bias], #32]\n"
+#define DW_QUAD                                                                                                    \
+  __asm__ volatile(DW_INIT("a") DW_INIT("b") DW_INIT("c") DW_INIT("d")                                             \
+                   DW_ROW_QUAD("r0", "w0") DW_ROW_QUAD("r1", "w1") DW_ROW_QUAD("r2", "w2")                         \
+                   : [a0] "=&w"(a0), [a1] "=&w"(a1), [a2] "=&w"(a2), [a3] "=&w"(a3), [b0] "=&w"(b0),               \
+                     [b1] "=&w"(b1), [b2] "=&w"(b2), [b3] "=&w"(b3), [c0] "=&w"(c0), [c1] "=&w"(c1),               \
+                     [c2] "=&w"(c2), [c3] "=&w"(c3), [d0] "=&w"(d0), [d1] "=&w"(d1), [d2] "=&w"(d2), [d3] "=&w"(d3) \
+                   : [r0] "r"(rows[0] + at), [r1] "r"(rows[1] + at), [r2] "r"(rows[2] + at), [w0] "r"(wrow[0]),     \
+                     [w1] "r"(wrow[1]), [w2] "r"(wrow[2]), [bias] "r"(bp), [o1] "r"(C), [o2] "r"(2 * C),           \
+                     [o3] "r"(3 * C), [o4] "r"(4 * C), [o5] "r"(5 * C), [zx] "w"(zx16)                             \
                    : "memory", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24")
 #endif
 
@@ -212,6 +234,15 @@ static inline __attribute__((always_inline)) void pixels_3x3(const mnq_layer_des
 #ifdef __aarch64__
   if (stride) {
     const uint8x16_t zx16 = vcombine_u8(zx, zx);
+    if (stride == 1)
+      for (; ox + 3 < ox1; ox += 4, at += 4 * step, o += 4 * C) {
+        int32x4_t a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3;
+        DW_QUAD;
+        requant_store(&q, a0, a1, a2, a3, o, CB, form);
+        requant_store(&q, b0, b1, b2, b3, o + C, CB, form);
+        requant_store(&q, c0, c1, c2, c3, o + 2 * C, CB, form);
+        requant_store(&q, d0, d1, d2, d3, o + 3 * C, CB, form);
+      }
     for (; ox + 1 < ox1; ox += 2, at += 2 * step, o += 2 * C) {
       int32x4_t a0, a1, a2, a3, b0, b1, b2, b3;
       if (stride == 1) DW_PAIR(DW_ROW_S1);
