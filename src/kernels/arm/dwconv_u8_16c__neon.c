@@ -142,11 +142,12 @@ static inline __attribute__((always_inline)) void pixels_any(const mnq_layer_des
 }
 
 #ifdef __aarch64__
-/* Two pixels of a 3x3 interior, 16 channels, as inline assembly (from intrinsics GCC
- * spilled and reloaded weights). Per kernel row: the two taps loads of weights (3 taps,
- * v16..v21), then each input column the pair needs (4 at stride 1, 5 at stride 2) is
- * loaded and widened once (v22 -> v23, v24) and multiply-accumulated into every pixel
- * that has a tap on it. Accumulators are outputs, requantized by the caller. */
+/* Two or four pixels of a 3x3 row, 16 channels, as inline assembly (from intrinsics GCC
+ * spilled and reloaded weights). Per kernel row: two loads bring its 3 taps' weights
+ * (v16..v21), then each input column the group needs (pair: 4 at stride 1, 5 at stride
+ * 2; four pixels at stride 1: 6) is loaded and widened once (v22 -> v23, v24) and
+ * multiply-accumulated into every pixel that has a tap on it. The accumulators are
+ * outputs, requantized by the caller. */
 #define DW_COL(at) "ldr q22, " at "\n usubl v23.8h, v22.8b, %[zx].8b\n usubl2 v24.8h, v22.16b, %[zx].16b\n"
 #define DW_MAC_(a0, a1, a2, a3, wl, wh)                                                                   \
   "smlal %[" a0 "].4s, v23.4h, " wl ".4h\n smlal2 %[" a1 "].4s, v23.8h, " wl ".8h\n"                      \
@@ -209,8 +210,9 @@ static inline int clamp_index(int i, int n) { return i < 0 ? 0 : i >= n ? n - 1 
 
 /* 3x3, 16 full channels, pixels [ox0, ox1) of row oy whose columns are all inside the
  * image. A kernel row outside the image reads a clamped (valid) row against zero
- * weights, so it adds 0 and every tap stays unrolled. On aarch64 at stride 1 or 2 (a
- * constant in each instantiation; 0: any other) two pixels at a time. */
+ * weights, so it adds 0 and every tap stays unrolled. On aarch64 at stride 1 (a
+ * constant in each instantiation) four pixels at a time, then two; at stride 2 two;
+ * stride 0 stands for any other, one at a time. */
 static inline __attribute__((always_inline)) void pixels_3x3(const mnq_layer_desc *d, const dw_packed *pk,
                                                              const uint8_t *in, uint8_t *out, long n, int oy,
                                                              int c0, int ox0, int ox1, const int form,
