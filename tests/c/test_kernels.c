@@ -165,6 +165,14 @@ static void check(case_t t, int batch, int threads, const char *what) {
   free(t.channel_shifts);
 }
 
+/* Output zero point 0, clamp [0, 255], a right shift: the form of MobileNet's ReLU6
+ * layers, which the NEON kernels requantize without the zero point and clamp steps. */
+static case_t relu6_zp0(case_t t) {
+  t.d.out_zp = 0, t.d.act_min = 0, t.d.act_max = 255;
+  quantize_multiplier(0.02, &t.d.multiplier, &t.d.shift);
+  return t;
+}
+
 static void pointwise_sweep(void) {
   for (int i = 0; i < 120; i++) { /* channel tails both sides, small pixel counts */
     const int h = rnd_in(1, 9), w = rnd_in(1, 9);
@@ -175,6 +183,8 @@ static void pointwise_sweep(void) {
   for (int i = 0; i < 7; i++)
     check(make_case(MNQ_OP_POINTWISE, big[i][0], big[i][1], big[i][2], big[i][3], 1, 1, 0), 1 + i % 2, 1 + i % 2,
           "pointwise");
+  check(relu6_zp0(make_case(MNQ_OP_POINTWISE, 5, 5, 80, 48, 1, 1, 0)), 1, 1, "pointwise relu6");
+  check(relu6_zp0(make_case(MNQ_OP_CONV, 9, 11, 3, 32, 3, 2, 1)), 1, 2, "conv relu6");
 }
 
 static void conv_sweep(void) {
@@ -214,6 +224,8 @@ static void depthwise_sweep(void) {
       check(make_case(MNQ_OP_DEPTHWISE, sizes[i][0], sizes[i][1], (int[]){8, 33, 16, 3}[i % 4],
                       (int[]){8, 33, 16, 3}[i % 4], 3, stride, 1),
             1 + i % 2, 1 + (i % 3 == 2), "depthwise");
+  for (int stride = 1; stride <= 2; stride++)
+    check(relu6_zp0(make_case(MNQ_OP_DEPTHWISE, 12, 11, 48, 48, 3, stride, 1)), 1, stride, "depthwise relu6");
   /* other kernel sizes and strides take the same NEON kernel */
   check(make_case(MNQ_OP_DEPTHWISE, 11, 13, 24, 24, 5, 1, 1), 1, 1, "depthwise");
   check(make_case(MNQ_OP_DEPTHWISE, 11, 13, 21, 21, 1, 3, 0), 1, 1, "depthwise");

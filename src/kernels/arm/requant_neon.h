@@ -26,7 +26,9 @@
  *    multiplier >= 0. Then the ties-away fixup is x + (x >> 31): SRDHM never returns
  *    INT32_MIN for a multiplier >= 0, so the add cannot wrap.
  *  - MNQ_RQ_RIGHT_PLAIN: MNQ_RQ_RIGHT, out_zp 0 and the clamp [0, 255] (a ReLU/ReLU6
- *    layer whose output range starts at 0): the saturating narrowing is the clamp.
+ *    layer whose output range starts at 0): the saturating narrowing is the clamp, and
+ *    the ties-away fixup is not needed either: it changes only negative values, whose
+ *    shifted result is <= 0 under either rounding and clamps to 0 all the same.
  *  - MNQ_RQ_GENERAL: anything else. */
 enum { MNQ_RQ_GENERAL, MNQ_RQ_RIGHT, MNQ_RQ_RIGHT_PLAIN };
 
@@ -62,10 +64,12 @@ static inline void mnq_arm_rq_fill(mnq_arm_rq *rq, void *mem, const mnq_layer_de
                                                                        : MNQ_RQ_RIGHT;
 }
 
-/* Four channels' accumulators -> the rescaled values (before the zero point). */
+/* Four channels' accumulators -> the rescaled values (before the zero point; in the
+ * PLAIN form exact only where they are >= 0, see above). */
 static inline int32x4_t mnq_arm_rq_scale(int32x4_t acc, int32x4_t multiplier, int32x4_t left, int32x4_t right_neg,
                                          int form) {
-  if (form != MNQ_RQ_GENERAL) {
+  if (form == MNQ_RQ_RIGHT_PLAIN) return vrshlq_s32(vqrdmulhq_s32(acc, multiplier), right_neg);
+  if (form == MNQ_RQ_RIGHT) {
     const int32x4_t x = vqrdmulhq_s32(acc, multiplier);
     return vrshlq_s32(vsraq_n_s32(x, x, 31), right_neg);
   }
