@@ -172,6 +172,25 @@ static inline __attribute__((always_inline)) void pixels_any(const mnq_layer_des
   DW_COL("[%[" r "], %[o2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W0)                                              \
   DW_COL("[%[" r "], %[o3]]") DW_MAC(DW_B, DW_W1)                                                                  \
   DW_COL("[%[" r "], %[o4]]") DW_MAC(DW_B, DW_W2)
+/* Edge pairs: a left-border pixel (tap column 0 left of the image) with its right
+ * neighbour, columns from the image's first; a pixel with its right-border neighbour
+ * (whose last tap column is right of the image). The outside column is never read. */
+#define DW_ROW_S1_LEFT(r, w)                                                                                       \
+  DW_WEIGHTS(w)                                                                                                    \
+  DW_COL("[%[" r "]]") DW_MAC(DW_A, DW_W1) DW_MAC(DW_B, DW_W0)                                                     \
+  DW_COL("[%[" r "], %[o1]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W1)                                              \
+  DW_COL("[%[" r "], %[o2]]") DW_MAC(DW_B, DW_W2)
+#define DW_ROW_S1_RIGHT(r, w)                                                                                      \
+  DW_WEIGHTS(w)                                                                                                    \
+  DW_COL("[%[" r "]]") DW_MAC(DW_A, DW_W0)                                                                         \
+  DW_COL("[%[" r "], %[o1]]") DW_MAC(DW_A, DW_W1) DW_MAC(DW_B, DW_W0)                                              \
+  DW_COL("[%[" r "], %[o2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W1)
+#define DW_ROW_S2_RIGHT(r, w)                                                                                      \
+  DW_WEIGHTS(w)                                                                                                    \
+  DW_COL("[%[" r "]]") DW_MAC(DW_A, DW_W0)                                                                         \
+  DW_COL("[%[" r "], %[o1]]") DW_MAC(DW_A, DW_W1)                                                                  \
+  DW_COL("[%[" r "], %[o2]]") DW_MAC(DW_A, DW_W2) DW_MAC(DW_B, DW_W0)                                              \
+  DW_COL("[%[" r "], %[o3]]") DW_MAC(DW_B, DW_W1)
 #define DW_PAIR(ROW)                                                                                               \
   __asm__ volatile("ldp %q[a0], %q[a1], [%[bias]]\n ldp %q[a2], %q[a3], [%[bias], #32]\n"                          \
                    "ldp %q[b0], %q[b1], [%[bias]]\n ldp %q[b2], %q[b3], [%[bias], #32]\n"                          \
@@ -208,15 +227,29 @@ static inline __attribute__((always_inline)) void pixels_any(const mnq_layer_des
 
 static inline int clamp_index(int i, int n) { return i < 0 ? 0 : i >= n ? n - 1 : i; }
 
+/* One 3x3 pixel whose tap columns are inside: rows[ky] + at is its column 0 in kernel
+ * row ky, against that row's weights wrow[ky]. */
+static inline __attribute__((always_inline)) void one_pixel(const uint8_t *const *rows, const int16_t *const *wrow,
+                                                            long at, long C, const int32_t *bp,
+                                                            const mnq_arm_rq16 *q, uint8_t *o, uint8x8_t zx,
+                                                            const int form) {
+  int32x4_t a0 = vld1q_s32(bp), a1 = vld1q_s32(bp + 4), a2 = vld1q_s32(bp + 8), a3 = vld1q_s32(bp + 12);
+  for (int t = 0; t < 9; t++) tap(&a0, &a1, &a2, &a3, vld1q_u8(rows[t / 3] + at + t % 3 * C), wrow[t / 3] + t % 3 * CB, zx);
+  requant_store(q, a0, a1, a2, a3, o, CB, form);
+}
+
 /* 3x3, 16 full channels, pixels [ox0, ox1) of row oy whose columns are all inside the
- * image. A kernel row outside the image reads a clamped (valid) row against zero
- * weights, so it adds 0 and every tap stays unrolled. On aarch64 at stride 1 (a
- * constant in each instantiation) four pixels at a time, then two; at stride 2 two;
- * stride 0 stands for any other, one at a time. */
+ * image, except (aarch64 only) a left-border first pixel (left_edge: stride 1, its tap
+ * column 0 left of the image) and a right-border last pixel (right_edge: its last tap
+ * column right of the image), each taken in a pair with its neighbour. A kernel row
+ * outside the image reads a clamped (valid) row against zero weights, so it adds 0 and
+ * every tap stays unrolled. On aarch64 at stride 1 (a constant in each instantiation)
+ * four pixels at a time, then two; at stride 2 two; stride 0 stands for any other, one
+ * at a time. */
 static inline __attribute__((always_inline)) void pixels_3x3(const mnq_layer_desc *d, const dw_packed *pk,
                                                              const uint8_t *in, uint8_t *out, long n, int oy,
-                                                             int c0, int ox0, int ox1, const int form,
-                                                             const int stride) {
+                                                             int c0, int ox0, int ox1, int left_edge,
+                                                             int right_edge, const int form, const int stride) {
   const long C = d->out_c;
   const uint8x8_t zx = vdup_n_u8((uint8_t)d->in_zp);
   const int y0 = oy * d->stride_h - d->pad_top;
@@ -236,8 +269,17 @@ static inline __attribute__((always_inline)) void pixels_3x3(const mnq_layer_des
 #ifdef __aarch64__
   if (stride) {
     const uint8x16_t zx16 = vcombine_u8(zx, zx);
+    const int end = right_edge ? ox1 - 2 : ox1; /* the interior's end */
+    if (stride == 1 && left_edge) {
+      int32x4_t a0, a1, a2, a3, b0, b1, b2, b3;
+      at += C; /* the image's first column */
+      DW_PAIR(DW_ROW_S1_LEFT);
+      requant_store(&q, a0, a1, a2, a3, o, CB, form);
+      requant_store(&q, b0, b1, b2, b3, o + C, CB, form);
+      ox += 2, at += 2 * step - C, o += 2 * C;
+    }
     if (stride == 1)
-      for (; ox + 3 < ox1; ox += 4, at += 4 * step, o += 4 * C) {
+      for (; ox + 3 < end; ox += 4, at += 4 * step, o += 4 * C) {
         int32x4_t a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3;
         DW_QUAD;
         requant_store(&q, a0, a1, a2, a3, o, CB, form);
@@ -245,22 +287,27 @@ static inline __attribute__((always_inline)) void pixels_3x3(const mnq_layer_des
         requant_store(&q, c0, c1, c2, c3, o + 2 * C, CB, form);
         requant_store(&q, d0, d1, d2, d3, o + 3 * C, CB, form);
       }
-    for (; ox + 1 < ox1; ox += 2, at += 2 * step, o += 2 * C) {
+    for (; ox + 1 < end; ox += 2, at += 2 * step, o += 2 * C) {
       int32x4_t a0, a1, a2, a3, b0, b1, b2, b3;
       if (stride == 1) DW_PAIR(DW_ROW_S1);
       else DW_PAIR(DW_ROW_S2);
       requant_store(&q, a0, a1, a2, a3, o, CB, form);
       requant_store(&q, b0, b1, b2, b3, o + C, CB, form);
     }
+    for (; ox < end; ox++, at += step, o += C) one_pixel(rows, wrow, at, C, bp, &q, o, zx, form);
+    if (right_edge) {
+      int32x4_t a0, a1, a2, a3, b0, b1, b2, b3;
+      if (stride == 1) DW_PAIR(DW_ROW_S1_RIGHT);
+      else DW_PAIR(DW_ROW_S2_RIGHT);
+      requant_store(&q, a0, a1, a2, a3, o, CB, form);
+      requant_store(&q, b0, b1, b2, b3, o + C, CB, form);
+    }
+    return;
   }
 #else
-  (void)stride;
+  (void)stride, (void)left_edge, (void)right_edge;
 #endif
-  for (; ox < ox1; ox++, at += step, o += C) {
-    int32x4_t a0 = vld1q_s32(bp), a1 = vld1q_s32(bp + 4), a2 = vld1q_s32(bp + 8), a3 = vld1q_s32(bp + 12);
-    for (int t = 0; t < 9; t++) tap(&a0, &a1, &a2, &a3, vld1q_u8(rows[t / 3] + at + t % 3 * C), wrow[t / 3] + t % 3 * CB, zx);
-    requant_store(&q, a0, a1, a2, a3, o, CB, form);
-  }
+  for (; ox < ox1; ox++, at += step, o += C) one_pixel(rows, wrow, at, C, bp, &q, o, zx, form);
 }
 
 
@@ -313,16 +360,26 @@ static inline __attribute__((always_inline)) void row(const mnq_layer_desc *d, c
     if (ox_hi > d->out_w) ox_hi = d->out_w;
     if (ox_lo > ox_hi) ox_lo = ox_hi;
   }
+  /* aarch64: the border pixel each side that misses one tap column joins the pair path
+   * (SAME padding's usual case: pad_left 1 at stride 1, the last pixel one column short) */
+  int left_edge = 0, right_edge = 0;
+#ifdef __aarch64__
+  if (is3x3 && (d->stride_w == 1 || d->stride_w == 2) && ox_hi - ox_lo >= 2) {
+    left_edge = d->stride_w == 1 && ox_lo == 1 && d->pad_left == 1;
+    right_edge = ox_hi == d->out_w - 1 && ox_hi * d->stride_w - d->pad_left + 2 == d->in_w;
+  }
+#endif
   for (int c0 = 0; c0 < d->out_c; c0 += CB) {
     if (!is3x3 || d->out_c - c0 < CB) {
       pixels_any(d, pk, in, out, n, oy, c0, 0, d->out_w, form);
       continue;
     }
-    pixels_3x3_border(d, pk, in, out, n, oy, c0, 0, ox_lo, form);
-    if (d->stride_w == 1) pixels_3x3(d, pk, in, out, n, oy, c0, ox_lo, ox_hi, form, 1);
-    else if (d->stride_w == 2) pixels_3x3(d, pk, in, out, n, oy, c0, ox_lo, ox_hi, form, 2);
-    else pixels_3x3(d, pk, in, out, n, oy, c0, ox_lo, ox_hi, form, 0);
-    pixels_3x3_border(d, pk, in, out, n, oy, c0, ox_hi, d->out_w, form);
+    const int x0 = ox_lo - left_edge, x1 = ox_hi + right_edge;
+    pixels_3x3_border(d, pk, in, out, n, oy, c0, 0, x0, form);
+    if (d->stride_w == 1) pixels_3x3(d, pk, in, out, n, oy, c0, x0, x1, left_edge, right_edge, form, 1);
+    else if (d->stride_w == 2) pixels_3x3(d, pk, in, out, n, oy, c0, x0, x1, 0, right_edge, form, 2);
+    else pixels_3x3(d, pk, in, out, n, oy, c0, x0, x1, 0, 0, form, 0);
+    pixels_3x3_border(d, pk, in, out, n, oy, c0, x1, d->out_w, form);
   }
 }
 

@@ -152,24 +152,25 @@ static inline void mnq_arm_gemm_layer(const mnq_layer *L, const uint8_t *in, uin
   for (long t = t0; t < t1; t++) {
     const long m = t * MR;
     const int rows = M - m < MR ? (int)(M - m) : MR;
-    for (int r = 0; r < rows; r++) {
-      uint8_t *buf = w->scratch + (size_t)r * (Kp + MNQ_ARM_ROW_SLACK);
-      if (im2col) {
-        mnq_arm_im2col_row(d, in, in_end, n, oy, ox, Kp, buf);
-        a[r] = buf;
-        if (++ox == d->out_w) {
-          ox = 0;
-          if (++oy == d->out_h) oy = 0, n++;
+    if (!im2col && K == Kp) { /* pointwise rows in place; rows past the last repeat it */
+      for (int r = 0; r < MR; r++) a[r] = in + (m + (r < rows ? r : rows - 1)) * K;
+    } else {
+      for (int r = 0; r < rows; r++) {
+        uint8_t *buf = w->scratch + (size_t)r * (Kp + MNQ_ARM_ROW_SLACK);
+        if (im2col) {
+          mnq_arm_im2col_row(d, in, in_end, n, oy, ox, Kp, buf);
+          if (++ox == d->out_w) {
+            ox = 0;
+            if (++oy == d->out_h) oy = 0, n++;
+          }
+        } else {
+          memcpy(buf, in + (m + r) * K, (size_t)K);
+          memset(buf + K, 0, (size_t)(Kp - K));
         }
-      } else if (K != Kp) {
-        memcpy(buf, in + (m + r) * K, (size_t)K);
-        memset(buf + K, 0, (size_t)(Kp - K));
         a[r] = buf;
-      } else {
-        a[r] = in + (m + r) * K;
       }
+      for (int r = rows; r < MR; r++) a[r] = a[rows - 1];
     }
-    for (int r = rows; r < MR; r++) a[r] = a[rows - 1];
     if (row_sums) {
       row_sums(a, Kp, row_offset);
       /* wraps like the accumulator (the true total fits int32) */

@@ -13,14 +13,15 @@ enum { MR = 4, NR = 16, KR = 16 };
 
 static size_t panel_offset(int j, int k) { return (size_t)(k / 4) * NR * 4 + (size_t)j * 4 + k % 4; }
 
-static void row_sums(const uint8_t *const *a, int Kp, int32_t *sums) {
+static inline __attribute__((always_inline)) void row_sums(const uint8_t *const *a, int Kp, int32_t *sums) {
   const uint8x16_t ones = vdupq_n_u8(1);
+  const uint8_t *x0 = a[0], *x1 = a[1], *x2 = a[2], *x3 = a[3];
   uint32x4_t s0 = vdupq_n_u32(0), s1 = s0, s2 = s0, s3 = s0;
-  for (int k = 0; k < Kp; k += 16) {
-    s0 = vdotq_u32(s0, vld1q_u8(a[0] + k), ones);
-    s1 = vdotq_u32(s1, vld1q_u8(a[1] + k), ones);
-    s2 = vdotq_u32(s2, vld1q_u8(a[2] + k), ones);
-    s3 = vdotq_u32(s3, vld1q_u8(a[3] + k), ones);
+  for (int k = 0; k < Kp; k += 16, x0 += 16, x1 += 16, x2 += 16, x3 += 16) {
+    s0 = vdotq_u32(s0, vld1q_u8(x0), ones);
+    s1 = vdotq_u32(s1, vld1q_u8(x1), ones);
+    s2 = vdotq_u32(s2, vld1q_u8(x2), ones);
+    s3 = vdotq_u32(s3, vld1q_u8(x3), ones);
   }
   /* pairwise adds leave the four totals in one vector */
   vst1q_s32(sums, vreinterpretq_s32_u32(vpaddq_u32(vpaddq_u32(s0, s1), vpaddq_u32(s2, s3))));
