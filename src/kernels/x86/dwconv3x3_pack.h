@@ -27,6 +27,18 @@ static inline size_t mnq_dw3x3_row_bytes(const mnq_layer_desc *d, int B) {
 }
 static inline size_t mnq_dw3x3_block_bytes(int B) { return (size_t)28 * B; }
 
+/* This work part's rows [*r0, *r1) of `rows` and channel blocks [*cb0, *cb1) of nb.
+ * Channel blocks are split first (as many groups as divide the parts), rows only for
+ * the rest: a row split widens the two input rows above each part's first row again,
+ * which at several tiles per thread costs more than any locality the split keeps. */
+static inline void mnq_dw3x3_split(long rows, int nb, const mnq_work *w, long *r0, long *r1, long *cb0, long *cb1) {
+  int groups = w->nparts < nb ? w->nparts : nb;
+  while (w->nparts % groups) groups--;
+  const mnq_work by_block = {w->part % groups, groups, NULL}, by_row = {w->part / groups, w->nparts / groups, NULL};
+  mnq_partition(nb, &by_block, cb0, cb1);
+  mnq_partition(rows, &by_row, r0, r1);
+}
+
 /* Kernels handle 3x3 with equal strides 1 or 2, any padding, channels and size. */
 static inline int mnq_dw3x3_fits(const mnq_layer_desc *d) {
   return d->k_h == 3 && d->k_w == 3 && d->stride_h == d->stride_w && (d->stride_h == 1 || d->stride_h == 2);

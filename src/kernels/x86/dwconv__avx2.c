@@ -24,11 +24,11 @@ static inline __m128i load_col(const uint8_t *x, int col, int in_w, int C, int n
   return _mm_loadl_epi64((const __m128i *)buf);
 }
 
-/* One input row (all channels) -> pair entries (x[col] - zp, x[col+1] - zp). */
-static void widen_row(const mnq_layer_desc *d, const uint8_t *x, __m256i *q) {
-  const int C = d->out_c, s = d->stride_w, nb = mnq_dw3x3_blocks(d, B), nt = mnq_dw3x3_entries(d);
+/* One input row, channel blocks [cb0, cb1) -> pair entries (x[col] - zp, x[col+1] - zp). */
+static void widen_row(const mnq_layer_desc *d, const uint8_t *x, __m256i *q, int cb0, int cb1) {
+  const int C = d->out_c, s = d->stride_w, nt = mnq_dw3x3_entries(d);
   const __m256i zp16 = _mm256_set1_epi16((short)d->in_zp);
-  for (int cb = 0; cb < nb; cb++) {
+  for (int cb = cb0; cb < cb1; cb++) {
     const int n = C - cb * B < B ? C - cb * B : B;
     const uint8_t *xc = x + cb * B;
     for (int t = 0; t < nt; t++) {
@@ -74,8 +74,8 @@ static inline __attribute__((always_inline)) void dwconv3x3(const mnq_layer *L, 
   long held[3] = {-1, -1, -1}; /* which (image, input row) each ring slot holds */
   const rq q = rq_init(d);
   const rq256 q_base = rq256_init(d); /* per-channel layers: zero point and clamp */
-  long r0, r1;
-  mnq_partition((long)batch * d->out_h, w, &r0, &r1);
+  long r0, r1, cb0, cb1;
+  mnq_dw3x3_split((long)batch * d->out_h, nb, w, &r0, &r1, &cb0, &cb1);
   for (long r = r0; r < r1; r++) {
     const long n = r / d->out_h;
     const int oy = (int)(r % d->out_h);
@@ -88,7 +88,7 @@ static inline __attribute__((always_inline)) void dwconv3x3(const mnq_layer *L, 
       const long g = n * d->in_h + iy;
       __m256i *slot = ring + (g % 3) * row_vecs;
       if (held[g % 3] != g) {
-        widen_row(d, in + g * d->in_w * C, slot);
+        widen_row(d, in + g * d->in_w * C, slot, (int)cb0, (int)cb1);
         held[g % 3] = g;
       }
       rows[ky] = slot;
@@ -98,7 +98,7 @@ static inline __attribute__((always_inline)) void dwconv3x3(const mnq_layer *L, 
     for (int ky = 0; ky < 3; ky++)
       if (!live[ky]) rows[ky] = rows[any];
     uint8_t *o = out + r * d->out_w * C;
-    for (int cb = 0; cb < nb; cb++) {
+    for (int cb = (int)cb0; cb < cb1; cb++) {
       const __m256i *pk = (const __m256i *)L->packed + cb * (per_channel ? 11 : 7);
       const rq256 q_channels = per_channel ? rq256_channels(&q_base, (const int32_t *)(pk + 7)) : q_base;
       const __m256i z = _mm256_setzero_si256();
