@@ -230,10 +230,11 @@ def test_info_lists_the_features_behind_each_level():
     """cpu_features names every feature that changes a kernel choice; a level is offered
     only when the features its baseline kernels need are listed."""
     known = {"avx2", "fma", "avx-vnni", "avx512f/bw/dq/vl", "avx512-vnni", "avx512-vbmi", "amx-int8", "asimd",
-             "asimddp", "neon"}
+             "asimddp", "i8mm", "neon"}
     features = mnq.info()["cpu_features"].split()
     assert features == ["none beyond scalar"] or set(features) <= known, features
     level_needs = {"avx2": {"avx2", "fma"}, "avx512vnni": {"avx512f/bw/dq/vl", "avx512-vnni"},
-                   "amx": {"avx512-vnni", "amx-int8"}, "neondot": {"asimddp"}}
+                   "amx": {"avx512-vnni", "amx-int8"}, "neondot": {"asimddp"},
+                   "neoni8mm": {"asimddp", "i8mm"}}
     for isa in mnq.info()["isas"]:
         assert level_needs.get(isa, set()) <= set(features), (isa, features)

@@ -33,13 +33,14 @@ NUM_IMAGES = 20
 
 # name: (compiler, emulator command or None for native, levels the kernel test must see)
 TARGETS = {
-    "aarch64-dotprod": ("aarch64-linux-gnu-gcc", ["qemu-aarch64", "-cpu", "max"], "scalar neon neondot"),
+    "aarch64-i8mm": ("aarch64-linux-gnu-gcc", ["qemu-aarch64", "-cpu", "max"], "scalar neon neondot neoni8mm"),
+    "aarch64-dotprod": ("aarch64-linux-gnu-gcc", ["qemu-aarch64", "-cpu", "cortex-a76"], "scalar neon neondot"),
     "aarch64-nodot": ("aarch64-linux-gnu-gcc", ["qemu-aarch64", "-cpu", "cortex-a53"], "scalar neon"),
     "armhf": ("arm-linux-gnueabihf-gcc", ["qemu-arm", "-cpu", "cortex-a15"], "scalar neon"),
 }
 
 # the pointwise/conv GEMM each target's best level uses
-GEMM_KERNEL = {"aarch64-dotprod": "mnq_gemm_u8_4x16c4__neondot", "aarch64-nodot": "mnq_gemm_u8_4x16__neon",
+GEMM_KERNEL = {"aarch64-i8mm": "mnq_gemm_u8_4x16c8__neoni8mm", "aarch64-dotprod": "mnq_gemm_u8_4x16c4__neondot", "aarch64-nodot": "mnq_gemm_u8_4x16__neon",
                "armhf": "mnq_gemm_u8_4x8__neon"}
 
 

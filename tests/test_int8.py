@@ -273,7 +273,8 @@ def test_mnq_run_runs_int8_files(tmp_path, kind):
     np.testing.assert_array_equal(got, expected_uint8_form(model, pixels))
 
 
-@pytest.mark.parametrize("cpu, gemm", [("max", "mnq_gemm_u8_4x16c4__neondot"), ("cortex-a53", "mnq_gemm_u8_4x16__neon")])
+@pytest.mark.parametrize("cpu, gemm", [("max", "mnq_gemm_u8_4x16c8__neoni8mm"), ("cortex-a76", "mnq_gemm_u8_4x16c4__neondot"),
+                                       ("cortex-a53", "mnq_gemm_u8_4x16__neon")])
 def test_mnq_run_int8_under_qemu_aarch64(tmp_path, cpu, gemm):
     if not shutil.which("qemu-aarch64"):
         pytest.skip("qemu-aarch64 not installed")

@@ -13,7 +13,7 @@ from mnq import _core
 FAST_ISAS = [isa for isa in _core.ISA_NAMES if isa != "scalar"]
 # which kernel suffixes a net built at each level may legitimately pick
 ALLOWED = {"avx2": ("__avx2", "__avxvnni"), "avx512vnni": ("__avx512vnni",), "amx": ("__amx", "__avx512vnni"),
-           "neon": ("__neon",), "neondot": ("__neondot",)}
+           "neon": ("__neon",), "neondot": ("__neondot",), "neoni8mm": ("__neoni8mm",)}
 
 
 def need(isa):

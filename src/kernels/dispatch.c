@@ -43,6 +43,9 @@ static int request_amx_permission(void) {
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20) /* aarch64 AT_HWCAP: dot product */
 #endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1 << 13) /* aarch64 AT_HWCAP2: 8-bit matrix multiply */
+#endif
 #ifndef HWCAP_ARM_NEON
 #define HWCAP_ARM_NEON (1 << 12) /* 32-bit ARM AT_HWCAP */
 #endif
@@ -61,11 +64,12 @@ enum {
   CPU_AMX_INT8 = 1u << 5,    /* with the OS's tile-data permission */
   CPU_NEON = 1u << 6,        /* ARMv7 NEON or aarch64 Advanced SIMD */
   CPU_NEON_DOT = 1u << 7,    /* aarch64 SDOT/UDOT */
-  CPU_FEATURE_COUNT = 8
+  CPU_NEON_I8MM = 1u << 8,   /* aarch64 SMMLA/UMMLA */
+  CPU_FEATURE_COUNT = 9
 };
 /* as mnq_cpu_features() lists them */
 static const char *const CPU_FEATURE_NAMES[CPU_FEATURE_COUNT] = {
-    "avx2 fma", "avx-vnni", "avx512f/bw/dq/vl", "avx512-vnni", "avx512-vbmi", "amx-int8", "asimd", "asimddp"};
+    "avx2 fma", "avx-vnni", "avx512f/bw/dq/vl", "avx512-vnni", "avx512-vbmi", "amx-int8", "asimd", "asimddp", "i8mm"};
 
 #define X86_AVX2_LEVEL (CPU_AVX2 | CPU_AVX_VNNI)
 #define X86_AVX512_LEVEL (X86_AVX2_LEVEL | CPU_AVX512 | CPU_AVX512_VNNI | CPU_AVX512_VBMI)
@@ -77,6 +81,7 @@ static const unsigned LEVEL_PERMITS[MNQ_ISA_COUNT] = {
     [MNQ_ISA_AMX] = X86_AVX512_LEVEL | CPU_AMX_INT8,
     [MNQ_ISA_NEON] = CPU_NEON,
     [MNQ_ISA_NEONDOT] = CPU_NEON | CPU_NEON_DOT,
+    [MNQ_ISA_NEONI8MM] = CPU_NEON | CPU_NEON_DOT | CPU_NEON_I8MM,
 };
 /* features a level needs to be offered at all (its baseline kernels' needs) */
 static const unsigned LEVEL_REQUIRES[MNQ_ISA_COUNT] = {
@@ -86,6 +91,7 @@ static const unsigned LEVEL_REQUIRES[MNQ_ISA_COUNT] = {
     [MNQ_ISA_AMX] = CPU_AVX2 | CPU_AVX512 | CPU_AVX512_VNNI | CPU_AMX_INT8,
     [MNQ_ISA_NEON] = CPU_NEON,
     [MNQ_ISA_NEONDOT] = CPU_NEON | CPU_NEON_DOT,
+    [MNQ_ISA_NEONI8MM] = CPU_NEON | CPU_NEON_DOT | CPU_NEON_I8MM,
 };
 
 static unsigned g_mask;
@@ -154,6 +160,7 @@ static void detect(void) {
   /* Advanced SIMD is part of every aarch64 Linux system; the dot product is optional */
   cpu |= CPU_NEON;
   if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) cpu |= CPU_NEON_DOT;
+  if ((cpu & CPU_NEON_DOT) && (getauxval(AT_HWCAP2) & HWCAP2_I8MM)) cpu |= CPU_NEON_I8MM;
 #elif defined(MNQ_ARM_KERNELS) && defined(__arm__)
   if (getauxval(AT_HWCAP) & HWCAP_ARM_NEON) cpu |= CPU_NEON;
 #endif
@@ -188,7 +195,7 @@ int mnq_isa_best(void) {
 }
 
 const char *mnq_isa_name(int isa) {
-  static const char *names[MNQ_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "amx", "neon", "neondot"};
+  static const char *names[MNQ_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "amx", "neon", "neondot", "neoni8mm"};
   return (isa >= 0 && isa < MNQ_ISA_COUNT) ? names[isa] : "unknown";
 }
 
@@ -277,6 +284,13 @@ static int arm_packed(mnq_layer *L, int prepare_rc) {
 /* Pointwise layers and convs (im2col rows) share one GEMM per ARM level: 1 when the
  * level has one (*rc: its prepare's result), 0 when the layer goes on to another kernel. */
 static int select_arm_gemm(mnq_layer *L, int isa, int *rc) {
+#ifdef MNQ_HAVE_NEONI8MM
+  if (isa >= MNQ_ISA_NEONI8MM) {
+    USE(mnq_gemm_u8_4x16c8__neoni8mm);
+    *rc = arm_packed(L, mnq_gemm_u8_prepare__neoni8mm(L));
+    return 1;
+  }
+#endif
 #ifdef MNQ_HAVE_NEONDOT
   if (isa >= MNQ_ISA_NEONDOT) {
     USE(mnq_gemm_u8_4x16c4__neondot);

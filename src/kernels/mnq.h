@@ -29,7 +29,8 @@ enum mnq_isa {
   MNQ_ISA_AMX = 3,
   MNQ_ISA_NEON = 4,     /* ARMv7 NEON or aarch64 Advanced SIMD */
   MNQ_ISA_NEONDOT = 5,  /* aarch64 with the dot-product extension (SDOT/UDOT) */
-  MNQ_ISA_COUNT = 6
+  MNQ_ISA_NEONI8MM = 6, /* aarch64 with dot product and the 8-bit matrix multiply (UMMLA) */
+  MNQ_ISA_COUNT = 7
 };
 
 /* One layer, all quantization already resolved (see docs: "Exact arithmetic").

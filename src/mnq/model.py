@@ -456,7 +456,7 @@ def load(path: Union[None, str, os.PathLike] = None, num_threads: Optional[int] 
          keyed by the module's content). None: the model `mnq fetch` downloaded.
     num_threads: threads per inference, the caller's included (default: all available cores).
     isa: force an instruction-set level (x86: 'scalar', 'avx2', 'avx512vnni', 'amx'; Arm:
-         'scalar', 'neon', 'neondot'); default env MNQ_ISA, else the best this CPU supports.
+         'scalar', 'neon', 'neondot', 'neoni8mm'); default env MNQ_ISA, else the best this CPU supports.
     labels: list of class names or a text file (one per line); by default taken
          from the model's metadata or a labels file beside it when one matches.
     """

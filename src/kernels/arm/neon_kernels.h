@@ -19,6 +19,8 @@ void mnq_dwconv_u8_16c__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out
 #ifdef __aarch64__
 int mnq_gemm_u8_prepare__neondot(mnq_layer *L);
 void mnq_gemm_u8_4x16c4__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
+int mnq_gemm_u8_prepare__neoni8mm(mnq_layer *L);
+void mnq_gemm_u8_4x16c8__neoni8mm(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w);
 #endif
 
 #endif

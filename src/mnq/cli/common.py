@@ -13,7 +13,7 @@ from ..errors import LabelsError, UsageError
 
 EXIT_OK, EXIT_FILE_ERRORS, EXIT_USAGE = 0, 1, 2
 # instruction-set levels by architecture family: --isa offers those of this machine only
-ARCH_ISAS = {"x86": ("scalar", "avx2", "avx512vnni", "amx"), "arm": ("scalar", "neon", "neondot")}
+ARCH_ISAS = {"x86": ("scalar", "avx2", "avx512vnni", "amx"), "arm": ("scalar", "neon", "neondot", "neoni8mm")}
 
 
 def architecture_isas() -> Tuple[str, ...]:
