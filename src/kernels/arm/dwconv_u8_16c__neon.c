@@ -1,13 +1,14 @@
 /* Depthwise uint8 conv (any kernel size, stride and padding), plain NEON, one source
  * for aarch64 and ARMv7; the dot product does not help here (the reduction runs over
  * taps, not adjacent bytes), so both ARM levels use it.
- * 16 channels a step: each tap loads 16 input bytes once, widens them minus the
- * input zero point (exact in int16), and multiply-accumulates int16 (w - zw) into
- * four int32 accumulators that stay in registers for the whole pixel. The loop runs
- * channel block outside, pixels of an output row inside, so the block's bias and
- * requantization parameters stay in registers along the row. A 3x3 pixel whose taps
- * are all inside the image takes an unrolled path; others skip outside taps (as in
- * TFLite) with the same per-tap code.
+ * 16 channels a step: each tap's 16 input bytes are widened minus the input zero
+ * point (exact in int16) and multiply-accumulated with int16 (w - zw) into four int32
+ * accumulators that stay in registers for the whole pixel. The loop runs channel
+ * block outside, pixels of an output row inside, so the block's bias and
+ * requantization parameters stay in registers along the row. 3x3 pixels go through
+ * unrolled paths (on aarch64 assembly that shares each input column between the
+ * pixels of a group); others skip outside taps (as in TFLite) with the same per-tap
+ * code.
  * Packed: this header, int32 bias[Cp], requantization (3 x Cp), then int16 weights
  * by block of 16 channels, w[block][tap][16] (a block's taps are contiguous: the
  * assembly loads two taps an instruction), then 3 x 16 zeros; Cp = C rounded up to 16. */
@@ -57,42 +58,24 @@ static inline const int16_t *zero_weights(const dw_packed *pk) { return pk->weig
 /* channels [c0, c0 + 16): tap t's 16 weights at + t * CB */
 static inline const int16_t *block_weights(const dw_packed *pk, int c0) { return pk->weights + (size_t)c0 * pk->taps; }
 
-/* 16 input bytes minus the input zero point, widened (exact in int16) */
-typedef struct {
-  int16x8_t lo, hi;
-} x16;
-
-static inline x16 widen(uint8x16_t xv, uint8x8_t zx) {
-  x16 x;
-  x.lo = vreinterpretq_s16_u16(vsubl_u8(vget_low_u8(xv), zx));
-#ifdef __aarch64__
-  x.hi = vreinterpretq_s16_u16(vsubl_high_u8(xv, vcombine_u8(zx, zx)));
-#else
-  x.hi = vreinterpretq_s16_u16(vsubl_u8(vget_high_u8(xv), zx));
-#endif
-  return x;
-}
-
-/* acc += x * w for 16 channels, w = int16 (w - zw) in two registers */
-static inline void mac(int32x4_t *a0, int32x4_t *a1, int32x4_t *a2, int32x4_t *a3, x16 x, int16x8_t w0,
-                       int16x8_t w1) {
-#ifdef __aarch64__
-  *a0 = vmlal_s16(*a0, vget_low_s16(x.lo), vget_low_s16(w0));
-  *a1 = vmlal_high_s16(*a1, x.lo, w0);
-  *a2 = vmlal_s16(*a2, vget_low_s16(x.hi), vget_low_s16(w1));
-  *a3 = vmlal_high_s16(*a3, x.hi, w1);
-#else
-  *a0 = vmlal_s16(*a0, vget_low_s16(x.lo), vget_low_s16(w0));
-  *a1 = vmlal_s16(*a1, vget_high_s16(x.lo), vget_high_s16(w0));
-  *a2 = vmlal_s16(*a2, vget_low_s16(x.hi), vget_low_s16(w1));
-  *a3 = vmlal_s16(*a3, vget_high_s16(x.hi), vget_high_s16(w1));
-#endif
-}
-
 /* acc += (x[0..16) - zx) * w[0..16) */
 static inline void tap(int32x4_t *a0, int32x4_t *a1, int32x4_t *a2, int32x4_t *a3, uint8x16_t xv, const int16_t *w,
                        uint8x8_t zx) {
-  mac(a0, a1, a2, a3, widen(xv, zx), vld1q_s16(w), vld1q_s16(w + 8));
+  const int16x8_t lo = vreinterpretq_s16_u16(vsubl_u8(vget_low_u8(xv), zx));
+  const int16x8_t w0 = vld1q_s16(w), w1 = vld1q_s16(w + 8);
+#ifdef __aarch64__
+  const int16x8_t hi = vreinterpretq_s16_u16(vsubl_high_u8(xv, vcombine_u8(zx, zx)));
+  *a0 = vmlal_s16(*a0, vget_low_s16(lo), vget_low_s16(w0));
+  *a1 = vmlal_high_s16(*a1, lo, w0);
+  *a2 = vmlal_s16(*a2, vget_low_s16(hi), vget_low_s16(w1));
+  *a3 = vmlal_high_s16(*a3, hi, w1);
+#else
+  const int16x8_t hi = vreinterpretq_s16_u16(vsubl_u8(vget_high_u8(xv), zx));
+  *a0 = vmlal_s16(*a0, vget_low_s16(lo), vget_low_s16(w0));
+  *a1 = vmlal_s16(*a1, vget_high_s16(lo), vget_high_s16(w0));
+  *a2 = vmlal_s16(*a2, vget_low_s16(hi), vget_low_s16(w1));
+  *a3 = vmlal_s16(*a3, vget_high_s16(hi), vget_high_s16(w1));
+#endif
 }
 
 /* 16 input bytes at x, or the first `valid` of them (channel tail: never read past the tensor) */
