@@ -193,34 +193,60 @@ static inline void mnq_arm_store_u8x16(uint8_t *dst, uint8x16_t v, int nc) {
   }
 }
 
-/* Requantizes and stores an MR x 16 tile of accumulators acc[r][16] (channels
- * n0..n0+15) to out (row stride out_stride), the first mr rows and nc channels.
- * form is a constant in each caller (MNQ_RQ_*). */
-static inline __attribute__((always_inline)) void mnq_arm_requant_tile_x16(const int32_t *acc, int MR, int mr, int nc,
-                                                                           const mnq_arm_rq *rq, int n0, uint8_t *out,
-                                                                           long out_stride, const int form) {
+/* Stores the first mr (<= 4) rows and nc channels of a 4 x 16 tile of output bytes. */
+static inline __attribute__((always_inline)) void mnq_arm_store_rows_x16(uint8_t *out, long out_stride, int mr, int nc,
+                                                                         uint8x16_t y0, uint8x16_t y1, uint8x16_t y2,
+                                                                         uint8x16_t y3) {
+  if (mr == 4 && nc == 16) { /* the common case, straight-line */
+    vst1q_u8(out, y0), vst1q_u8(out + out_stride, y1);
+    vst1q_u8(out + 2 * out_stride, y2), vst1q_u8(out + 3 * out_stride, y3);
+    return;
+  }
+  mnq_arm_store_u8x16(out, y0, nc);
+  if (mr > 1) mnq_arm_store_u8x16(out + out_stride, y1, nc);
+  if (mr > 2) mnq_arm_store_u8x16(out + 2 * out_stride, y2, nc);
+  if (mr > 3) mnq_arm_store_u8x16(out + 3 * out_stride, y3, nc);
+}
+
+#ifdef __ARM_FEATURE_DOTPROD
+/* The dot-product kernels' row sums (mnq_arm_row_sums_fn, 4 rows): UDOT with ones. */
+static inline __attribute__((always_inline)) void mnq_arm_row_sums_udot(const uint8_t *const *a, int Kp,
+                                                                        int32_t *sums) {
+  const uint8x16_t ones = vdupq_n_u8(1);
+  const uint8_t *x0 = a[0], *x1 = a[1], *x2 = a[2], *x3 = a[3];
+  uint32x4_t s0 = vdupq_n_u32(0), s1 = s0, s2 = s0, s3 = s0;
+  for (int k = 0; k < Kp; k += 16, x0 += 16, x1 += 16, x2 += 16, x3 += 16) {
+    s0 = vdotq_u32(s0, vld1q_u8(x0), ones);
+    s1 = vdotq_u32(s1, vld1q_u8(x1), ones);
+    s2 = vdotq_u32(s2, vld1q_u8(x2), ones);
+    s3 = vdotq_u32(s3, vld1q_u8(x3), ones);
+  }
+  /* pairwise adds leave the four totals in one vector */
+  vst1q_s32(sums, vreinterpretq_s32_u32(vpaddq_u32(vpaddq_u32(s0, s1), vpaddq_u32(s2, s3))));
+}
+#endif
+
+/* Requantizes and stores a 4 x 16 tile of accumulators acc[r][16] (channels n0..n0+15)
+ * to out (row stride out_stride), the first mr rows and nc channels. form is a constant
+ * in each instantiation (MNQ_RQ_*). */
+static inline __attribute__((always_inline)) void mnq_arm_requant_tile_4x16(const int32_t *acc, int mr, int nc,
+                                                                            const mnq_arm_rq *rq, int n0, uint8_t *out,
+                                                                            long out_stride, const int form) {
   const mnq_arm_rq16 q = mnq_arm_rq16_load(rq, n0, form);
 #define MNQ_ARM_ROW(r) \
   mnq_arm_rq16_apply(&q, vld1q_s32(acc + 16 * (r)), vld1q_s32(acc + 16 * (r) + 4), vld1q_s32(acc + 16 * (r) + 8), \
                      vld1q_s32(acc + 16 * (r) + 12), form)
-  if (mr == 4 && MR == 4 && nc == 16) { /* the common case, straight-line */
-    vst1q_u8(out, MNQ_ARM_ROW(0));
-    vst1q_u8(out + out_stride, MNQ_ARM_ROW(1));
-    vst1q_u8(out + 2 * out_stride, MNQ_ARM_ROW(2));
-    vst1q_u8(out + 3 * out_stride, MNQ_ARM_ROW(3));
-    return;
-  }
-  for (int r = 0; r < mr; r++) mnq_arm_store_u8x16(out + r * out_stride, MNQ_ARM_ROW(r), nc);
+  mnq_arm_store_rows_x16(out, out_stride, mr, nc, MNQ_ARM_ROW(0), MNQ_ARM_ROW(1), MNQ_ARM_ROW(2), MNQ_ARM_ROW(3));
 #undef MNQ_ARM_ROW
 }
 
 /* The same for each form: the switch is outside every loop that matters. */
-static inline void mnq_arm_requant_tile_x16_any(const int32_t *acc, int MR, int mr, int nc, const mnq_arm_rq *rq,
-                                                int n0, uint8_t *out, long out_stride) {
+static inline void mnq_arm_requant_tile_4x16_any(const int32_t *acc, int mr, int nc, const mnq_arm_rq *rq, int n0,
+                                                 uint8_t *out, long out_stride) {
   switch (rq->form) {
-  case MNQ_RQ_RIGHT_PLAIN: mnq_arm_requant_tile_x16(acc, MR, mr, nc, rq, n0, out, out_stride, MNQ_RQ_RIGHT_PLAIN); break;
-  case MNQ_RQ_RIGHT: mnq_arm_requant_tile_x16(acc, MR, mr, nc, rq, n0, out, out_stride, MNQ_RQ_RIGHT); break;
-  default: mnq_arm_requant_tile_x16(acc, MR, mr, nc, rq, n0, out, out_stride, MNQ_RQ_GENERAL);
+  case MNQ_RQ_RIGHT_PLAIN: mnq_arm_requant_tile_4x16(acc, mr, nc, rq, n0, out, out_stride, MNQ_RQ_RIGHT_PLAIN); break;
+  case MNQ_RQ_RIGHT: mnq_arm_requant_tile_4x16(acc, mr, nc, rq, n0, out, out_stride, MNQ_RQ_RIGHT); break;
+  default: mnq_arm_requant_tile_4x16(acc, mr, nc, rq, n0, out, out_stride, MNQ_RQ_GENERAL);
   }
 }
 

@@ -13,20 +13,6 @@ enum { MR = 4, NR = 16, KR = 16 };
 
 static size_t panel_offset(int j, int k) { return (size_t)(k / 4) * NR * 4 + (size_t)j * 4 + k % 4; }
 
-static inline __attribute__((always_inline)) void row_sums(const uint8_t *const *a, int Kp, int32_t *sums) {
-  const uint8x16_t ones = vdupq_n_u8(1);
-  const uint8_t *x0 = a[0], *x1 = a[1], *x2 = a[2], *x3 = a[3];
-  uint32x4_t s0 = vdupq_n_u32(0), s1 = s0, s2 = s0, s3 = s0;
-  for (int k = 0; k < Kp; k += 16, x0 += 16, x1 += 16, x2 += 16, x3 += 16) {
-    s0 = vdotq_u32(s0, vld1q_u8(x0), ones);
-    s1 = vdotq_u32(s1, vld1q_u8(x1), ones);
-    s2 = vdotq_u32(s2, vld1q_u8(x2), ones);
-    s3 = vdotq_u32(s3, vld1q_u8(x3), ones);
-  }
-  /* pairwise adds leave the four totals in one vector */
-  vst1q_s32(sums, vreinterpretq_s32_u32(vpaddq_u32(vpaddq_u32(s0, s1), vpaddq_u32(s2, s3))));
-}
-
 /* The accumulation is inline assembly (compiled from intrinsics, GCC loaded all weight
  * groups of a step up front and spilled accumulators). The 16 accumulators are its
  * outputs, so they go from the loop straight to the requantization: row r, channels
@@ -136,15 +122,7 @@ static inline __attribute__((always_inline)) void panel(int mr, int nc, int Kp, 
   const uint8x16_t y1 = mnq_arm_rq16_apply(&q, c10, c11, c12, c13, form);
   const uint8x16_t y2 = mnq_arm_rq16_apply(&q, c20, c21, c22, c23, form);
   const uint8x16_t y3 = mnq_arm_rq16_apply(&q, c30, c31, c32, c33, form);
-  if (mr == 4 && nc == 16) {
-    vst1q_u8(out, y0), vst1q_u8(out + out_stride, y1);
-    vst1q_u8(out + 2 * out_stride, y2), vst1q_u8(out + 3 * out_stride, y3);
-    return;
-  }
-  mnq_arm_store_u8x16(out, y0, nc);
-  if (mr > 1) mnq_arm_store_u8x16(out + out_stride, y1, nc);
-  if (mr > 2) mnq_arm_store_u8x16(out + 2 * out_stride, y2, nc);
-  if (mr > 3) mnq_arm_store_u8x16(out + 3 * out_stride, y3, nc);
+  mnq_arm_store_rows_x16(out, out_stride, mr, nc, y0, y1, y2, y3);
 }
 
 static inline __attribute__((always_inline)) void panels(int mr, int N, int Kp, const uint8_t *const *a,
@@ -175,5 +153,5 @@ int mnq_gemm_u8_prepare__neondot(mnq_layer *L) {
 }
 
 void mnq_gemm_u8_4x16c4__neondot(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
-  mnq_arm_gemm_layer(L, in, out, batch, w, MR, gemm_u8_4x16c4__neondot, row_sums);
+  mnq_arm_gemm_layer(L, in, out, batch, w, MR, gemm_u8_4x16c4__neondot, mnq_arm_row_sums_udot);
 }

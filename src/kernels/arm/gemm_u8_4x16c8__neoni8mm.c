@@ -17,19 +17,6 @@ enum { MR = 4, NR = 16, KR = 16 };
 
 static size_t panel_offset(int j, int k) { return (size_t)(k / 8) * NR * 8 + (size_t)(j / 2) * 16 + (j % 2) * 8 + k % 8; }
 
-static inline __attribute__((always_inline)) void row_sums(const uint8_t *const *a, int Kp, int32_t *sums) {
-  const uint8x16_t ones = vdupq_n_u8(1);
-  const uint8_t *x0 = a[0], *x1 = a[1], *x2 = a[2], *x3 = a[3];
-  uint32x4_t s0 = vdupq_n_u32(0), s1 = s0, s2 = s0, s3 = s0;
-  for (int k = 0; k < Kp; k += 16, x0 += 16, x1 += 16, x2 += 16, x3 += 16) {
-    s0 = vdotq_u32(s0, vld1q_u8(x0), ones);
-    s1 = vdotq_u32(s1, vld1q_u8(x1), ones);
-    s2 = vdotq_u32(s2, vld1q_u8(x2), ones);
-    s3 = vdotq_u32(s3, vld1q_u8(x3), ones);
-  }
-  vst1q_s32(sums, vreinterpretq_s32_u32(vpaddq_u32(vpaddq_u32(s0, s1), vpaddq_u32(s2, s3))));
-}
-
 /* Accumulators %[c<p><q>]: row pair p (rows 2p, 2p+1) x channel pair q (channels 2q,
  * 2q+1), as [r0c0, r0c1, r1c0, r1c1]. Per 16 k: the four rows in v16..v19, paired
  * into v20..v23 (v20/v21: rows 0-1, k 0-7 / 8-15; v22/v23: rows 2-3), one k-block's
@@ -93,15 +80,7 @@ static inline __attribute__((always_inline)) void panel(int mr, int nc, int Kp, 
   const uint8x16_t y3 = mnq_arm_rq16_apply(&q, ROW_HI(c10, c11), ROW_HI(c12, c13), ROW_HI(c14, c15), ROW_HI(c16, c17), form);
 #undef ROW_LO
 #undef ROW_HI
-  if (mr == 4 && nc == 16) {
-    vst1q_u8(out, y0), vst1q_u8(out + out_stride, y1);
-    vst1q_u8(out + 2 * out_stride, y2), vst1q_u8(out + 3 * out_stride, y3);
-    return;
-  }
-  mnq_arm_store_u8x16(out, y0, nc);
-  if (mr > 1) mnq_arm_store_u8x16(out + out_stride, y1, nc);
-  if (mr > 2) mnq_arm_store_u8x16(out + 2 * out_stride, y2, nc);
-  if (mr > 3) mnq_arm_store_u8x16(out + 3 * out_stride, y3, nc);
+  mnq_arm_store_rows_x16(out, out_stride, mr, nc, y0, y1, y2, y3);
 }
 
 static inline __attribute__((always_inline)) void panels(int mr, int N, int Kp, const uint8_t *const *a,
@@ -129,5 +108,5 @@ int mnq_gemm_u8_prepare__neoni8mm(mnq_layer *L) {
 }
 
 void mnq_gemm_u8_4x16c8__neoni8mm(const mnq_layer *L, const uint8_t *in, uint8_t *out, int batch, const mnq_work *w) {
-  mnq_arm_gemm_layer(L, in, out, batch, w, MR, gemm_u8_4x16c8__neoni8mm, row_sums);
+  mnq_arm_gemm_layer(L, in, out, batch, w, MR, gemm_u8_4x16c8__neoni8mm, mnq_arm_row_sums_udot);
 }
