@@ -357,12 +357,12 @@ static inline __attribute__((always_inline)) void row(const mnq_layer_desc *d, c
       pixels_any(d, pk, in, out, n, oy, c0, 0, d->out_w, form);
       continue;
     }
-    const int x0 = ox_lo - left_edge, x1 = ox_hi + right_edge;
-    pixels_3x3_border(d, pk, in, out, n, oy, c0, 0, x0, form);
-    if (d->stride_w == 1) pixels_3x3(d, pk, in, out, n, oy, c0, x0, x1, left_edge, right_edge, form, 1);
-    else if (d->stride_w == 2) pixels_3x3(d, pk, in, out, n, oy, c0, x0, x1, 0, right_edge, form, 2);
-    else pixels_3x3(d, pk, in, out, n, oy, c0, x0, x1, 0, 0, form, 0);
-    pixels_3x3_border(d, pk, in, out, n, oy, c0, x1, d->out_w, form);
+    const int first = ox_lo - left_edge, end = ox_hi + right_edge; /* the pixels_3x3 range */
+    pixels_3x3_border(d, pk, in, out, n, oy, c0, 0, first, form);
+    if (d->stride_w == 1) pixels_3x3(d, pk, in, out, n, oy, c0, first, end, left_edge, right_edge, form, 1);
+    else if (d->stride_w == 2) pixels_3x3(d, pk, in, out, n, oy, c0, first, end, 0, right_edge, form, 2);
+    else pixels_3x3(d, pk, in, out, n, oy, c0, first, end, 0, 0, form, 0);
+    pixels_3x3_border(d, pk, in, out, n, oy, c0, end, d->out_w, form);
   }
 }
 
@@ -374,10 +374,6 @@ void mnq_dwconv_u8_16c__neon(const mnq_layer *L, const uint8_t *in, uint8_t *out
   for (long r = r0; r < r1; r++) {
     const long n = r / d->out_h;
     const int oy = (int)(r % d->out_h);
-    switch (pk->rq.form) {
-    case MNQ_RQ_RIGHT_PLAIN: row(d, pk, in, out, n, oy, MNQ_RQ_RIGHT_PLAIN); break;
-    case MNQ_RQ_RIGHT: row(d, pk, in, out, n, oy, MNQ_RQ_RIGHT); break;
-    default: row(d, pk, in, out, n, oy, MNQ_RQ_GENERAL);
-    }
+    MNQ_ARM_WITH_FORM(pk->rq.form, row(d, pk, in, out, n, oy, rq_form));
   }
 }

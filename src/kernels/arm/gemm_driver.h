@@ -240,14 +240,5 @@ static inline __attribute__((always_inline)) void mnq_arm_requant_tile_4x16(cons
 #undef MNQ_ARM_ROW
 }
 
-/* The same for each form: the switch is outside every loop that matters. */
-static inline void mnq_arm_requant_tile_4x16_any(const int32_t *acc, int mr, int nc, const mnq_arm_rq *rq, int n0,
-                                                 uint8_t *out, long out_stride) {
-  switch (rq->form) {
-  case MNQ_RQ_RIGHT_PLAIN: mnq_arm_requant_tile_4x16(acc, mr, nc, rq, n0, out, out_stride, MNQ_RQ_RIGHT_PLAIN); break;
-  case MNQ_RQ_RIGHT: mnq_arm_requant_tile_4x16(acc, mr, nc, rq, n0, out, out_stride, MNQ_RQ_RIGHT); break;
-  default: mnq_arm_requant_tile_4x16(acc, mr, nc, rq, n0, out, out_stride, MNQ_RQ_GENERAL);
-  }
-}
 
 #endif

@@ -66,7 +66,7 @@ static void gemm_u8_4x16__neon(int mr, int N, int Kp, const uint8_t *const *a, c
         : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20", "v21",
           "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31");
     const int nc = N - n0 < NR ? N - n0 : NR;
-    mnq_arm_requant_tile_4x16_any(&acc[0][0], mr, nc, rq, n0, out + n0, out_stride);
+    MNQ_ARM_WITH_FORM(rq->form, mnq_arm_requant_tile_4x16(&acc[0][0], mr, nc, rq, n0, out + n0, out_stride, rq_form));
   }
 }
 

@@ -140,11 +140,7 @@ static inline __attribute__((always_inline)) void panels(int mr, int N, int Kp, 
 static void gemm_u8_4x16c4__neondot(int mr, int N, int Kp, const uint8_t *const *a, const void *weights,
                                     const int32_t *bias, const int32_t *row_offset, const mnq_arm_rq *rq,
                                     uint8_t *out, long out_stride) {
-  switch (rq->form) {
-  case MNQ_RQ_RIGHT_PLAIN: panels(mr, N, Kp, a, weights, bias, row_offset, rq, out, out_stride, MNQ_RQ_RIGHT_PLAIN); break;
-  case MNQ_RQ_RIGHT: panels(mr, N, Kp, a, weights, bias, row_offset, rq, out, out_stride, MNQ_RQ_RIGHT); break;
-  default: panels(mr, N, Kp, a, weights, bias, row_offset, rq, out, out_stride, MNQ_RQ_GENERAL);
-  }
+  MNQ_ARM_WITH_FORM(rq->form, panels(mr, N, Kp, a, weights, bias, row_offset, rq, out, out_stride, rq_form));
 }
 
 /* Pointwise and general conv layers (the dispatcher picks by op). */

@@ -32,6 +32,17 @@
  *  - MNQ_RQ_GENERAL: anything else. */
 enum { MNQ_RQ_GENERAL, MNQ_RQ_RIGHT, MNQ_RQ_RIGHT_PLAIN };
 
+/* Runs the statement given with `rq_form` a constant equal to `form`: one inlined
+ * specialization of a kernel per form, the switch outside every loop that matters. */
+#define MNQ_ARM_WITH_FORM(form, ...)                                                      \
+  do {                                                                                    \
+    switch (form) {                                                                       \
+      case MNQ_RQ_RIGHT_PLAIN: { const int rq_form = MNQ_RQ_RIGHT_PLAIN; __VA_ARGS__; break; } \
+      case MNQ_RQ_RIGHT: { const int rq_form = MNQ_RQ_RIGHT; __VA_ARGS__; break; }        \
+      default: { const int rq_form = MNQ_RQ_GENERAL; __VA_ARGS__; }                       \
+    }                                                                                     \
+  } while (0)
+
 typedef struct {
   int32_t *multiplier, *left_shift, *right_shift_neg; /* right_shift_neg = min(shift, 0) */
   int form;                                           /* MNQ_RQ_* */
