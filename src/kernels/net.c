@@ -212,8 +212,9 @@ static int layer_tiles(void *ctx, int layer) {
     const int64_t macs = (int64_t)r->batch * d->out_h * d->out_w * d->out_c * taps;
     int64_t tiles = macs / MIN_TILE_MACS;
     if (d->op == MNQ_OP_DEPTHWISE) {
-      /* depthwise kernels split output rows and re-read (widen) the input rows above each
-       * tile's first one: tiles of at least MIN_TILE_ROWS rows, a whole number per thread */
+      /* a depthwise tile split by output rows re-reads (widens) the input rows above its
+       * first one (the AVX2 kernel splits channel blocks first, the others rows): tiles of
+       * at least MIN_TILE_ROWS rows, a whole number per thread */
       const int64_t per_thread = (int64_t)r->batch * d->out_h / ((int64_t)MIN_TILE_ROWS * r->threads);
       const int64_t rows_cap = (int64_t)r->threads * (per_thread < 1 ? 1 : per_thread);
       if (tiles > rows_cap) tiles = rows_cap;
