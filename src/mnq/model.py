@@ -165,10 +165,7 @@ class Model:
         """Images [N,H,W,C] (or one [H,W,C]) in the model's input dtype -> its output
         [N, classes] in the output dtype. uint8 pixels are taken by every model: where
         the input is int8 or float32 they are mapped as input_from_pixels() maps them."""
-        batch = self._check_input(x)
-        last = len(self.graph.layers)
-        outputs = self._execute(batch, keep=(), prepare=self._internal_input)[0]
-        return self._output(outputs[last].reshape(len(batch), -1))
+        return self._output(self.scores(x))
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Like run(), but the last layer's output in uint8 form, before any output edge
