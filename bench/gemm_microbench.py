@@ -22,9 +22,9 @@ def pointwise_net(m, k, n, isa, rng):
     mult, shift = quantize_multiplier(0.0005)
     desc = dict(op=OP_CODES["pointwise"], in_h=1, in_w=m, in_c=k, out_h=1, out_w=m, out_c=n, k_h=1, k_w=1,
                 stride_h=1, stride_w=1, pad_top=0, pad_left=0, in_zp=3, w_zp=120, out_zp=0, multiplier=mult,
-                shift=shift, act_min=0, act_max=255, weights=rng.integers(0, 256, (n, 1, 1, k), dtype=np.uint8),
+                shift=shift, channel_multipliers=None, channel_shifts=None, act_min=0, act_max=255, weights=rng.integers(0, 256, (n, 1, 1, k), dtype=np.uint8),
                 bias=rng.integers(-20000, 20000, n, dtype=np.int32), softmax_multiplier=0, softmax_left_shift=0,
-                softmax_diff_min=0)
+                softmax_diff_min=0, pool_center=0)
     return _core.Net([desc], isa)
 
 

@@ -275,6 +275,17 @@ def test_benchmark_compare_times_the_peers_in_the_same_run(tmp_path):
     assert "tflite" in engines and "p50 ms" in r.stdout and "peak RSS" in r.stdout
 
 
+@pytest.mark.parametrize("script, args, expect", [
+    ("gemm_microbench.py", ["--runs", "1"], "all pointwise layers of the model"),
+    ("peak_probe.py", ["--model", MAIN_MODEL, "--seconds", "0.01"], "M MACs per image"),
+])
+def test_bench_scripts_still_run(script, args, expect):
+    """The bench/ scripts build nets and call the library directly: they must follow its interface."""
+    r = mnq_cli(*args, command=(sys.executable, str(ROOT / "bench" / script)))
+    assert r.returncode == 0 and no_traceback(r), r.stderr
+    assert expect in r.stdout
+
+
 # ------------------------------------------------------------------ tools, mnq-run
 
 @pytest.fixture(scope="module")
