@@ -8,7 +8,9 @@ Scenarios, each printed as one Markdown table of medians:
   busy        the same while one unrelated process spins on one core (a Python busy loop)
   concurrent  total images/s of 4 Python threads calling Model.run at once vs one caller in a loop
 
-Engines: mnq on the uint8 model, TFLite + XNNPACK on the int8 model (XNNPACK's fastest path), ONNX
+Each table has a ceiling row: two 1-thread mnq runs side by side, timed per batch, the machine's
+own 2-core scaling for this work (shared caches, memory, neighbours on a VM), which no
+threading of one inference can beat. Engines: mnq on the uint8 model, TFLite + XNNPACK on the int8 model (XNNPACK's fastest path), ONNX
 Runtime on the uint8 model (a cached tf2onnx conversion, when tf2onnx and onnxruntime are
 installed). Rounds are interleaved (every engine once per round) so drifting machine load
 touches all engines alike. Nothing here asserts on time.
@@ -51,20 +53,38 @@ def mnq_runner(path: Path, threads: int, batch: int):
     return model.run, np.random.default_rng(0).integers(0, 256, (batch,) + model.input_shape, dtype=np.uint8)
 
 
+def side_by_side_runner(path: Path, batch: int, reps: int = 4):
+    """The machine's own 2-core scaling, the most any threading of one inference could reach:
+    two 1-thread models on their own Python threads (mnq releases the GIL), each running `reps`
+    batches at once. Its row reports the wall time per batch (a call's time / (2 * reps))."""
+    models = [mnq.load(path, num_threads=1) for _ in range(2)]
+    x = np.random.default_rng(0).integers(0, 256, (batch,) + models[0].input_shape, dtype=np.uint8)
+
+    def side_by_side(x):
+        threads = [threading.Thread(target=lambda m=m: [m.run(x) for _ in range(reps)]) for m in models]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return side_by_side, x, 2 * reps
+
+
 def interleaved_medians(runners: dict, seconds: float, rounds: int = 15) -> dict:
     """{name: median seconds per call}: each round times every engine for seconds/rounds
     (mnq.benchmark.measure), after one warm-up call each."""
-    for run, x in runners.values():
+    for run, x, *_ in runners.values():
         run(x)
     samples = {name: [] for name in runners}
     for _ in range(rounds):
-        for name, (run, x) in runners.items():
+        for name, (run, x, *_) in runners.items():
             samples[name] += benchmark.measure(run, x, seconds / rounds, min_runs=1)
-    return {name: float(np.median(s)) for name, s in samples.items()}
+    # a runner's optional third field: batches per call
+    return {name: float(np.median(samples[name])) / (r[2] if len(r) > 2 else 1) for name, r in runners.items()}
 
 
 def engines(args, batch: int) -> dict:
     out = {f"mnq {t} thread{'s' * (t > 1)}": mnq_runner(args.model, t, batch) for t in (1, 2)}
+    out["ceiling: 2 mnq 1-thread runs side by side"] = side_by_side_runner(args.model, batch, 4 if batch == 1 else 1)
     if batch == 1:
         try:
             for t in (1, 2):

@@ -50,6 +50,24 @@ def test_thread_counts_agree(images):
         np.testing.assert_array_equal(m.run(images), one)
 
 
+def test_long_batch_runs_in_sub_batches_with_the_same_bytes():
+    """A batch of more than a few images runs as consecutive sub-batches inside the executor
+    (6 images for this model): every image, and every kept layer output, is what it is alone,
+    and the per-layer times add up over the sub-batches."""
+    x = np.random.default_rng(11).integers(0, 256, (13, 160, 160, 3), dtype=np.uint8)
+    m = mnq.load(MAIN_MODEL, num_threads=1)
+    picks = (0, 5, 6, 12)  # first, sub-batch edges, last
+    alone = {i: m.layer_outputs(x[i:i + 1]) for i in picks}
+    for threads in (1, 2):
+        m.num_threads = threads
+        batch = m.layer_outputs(x)
+        for i in picks:
+            for (name, got), (_, want) in zip(batch, alone[i]):
+                np.testing.assert_array_equal(got[i], want[0], err_msg=f"{name}, image {i}, {threads} threads")
+        seconds = [p.seconds for p in m.profile(x, repeats=1)]
+        assert len(seconds) == 31 and min(seconds) >= 0 and sum(seconds) > 0
+
+
 def test_predict_and_features_dequantize_internal_tensors(model, images):
     floats = images.astype(np.float32) / 255.0
     logits = model.predict(floats)

@@ -186,6 +186,17 @@ int mnq_net_threads_usable(int requested) {
   return requested > MNQ_MAX_THREADS ? MNQ_MAX_THREADS : requested > 0 ? requested : 1;
 }
 
+/* Bytes of one image of tensor i (0: the input, num_layers: the output). */
+static size_t image_bytes(const mnq_net *net, int i) {
+  const mnq_layer_desc *d = &net->layers[i < net->num_layers ? i : i - 1].d;
+  return i < net->num_layers ? (size_t)tensor_bytes(d->in_h, d->in_w, d->in_c)
+                             : (size_t)tensor_bytes(d->out_h, d->out_w, d->out_c);
+}
+
+static int overlap(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len) {
+  return (uintptr_t)a < (uintptr_t)b + b_len && (uintptr_t)b < (uintptr_t)a + a_len;
+}
+
 /* Tiles per thread for the layers worth splitting: enough that a thread the OS
  * holds up leaves little of a layer undone, few enough that per-tile set-up
  * (row sums, requantization constants) stays small. */
@@ -196,7 +207,8 @@ int mnq_net_threads_usable(int requested) {
 
 typedef struct {
   const mnq_net *net;
-  int batch, threads;
+  int batch, first; /* images [first, first + batch) of the tensors */
+  int threads;
   uint8_t *const *tensors;
   uint8_t *scratch;
 } run_ctx;
@@ -229,7 +241,35 @@ static void run_tile(void *ctx, int layer, int tile, int ntiles, int participant
   const run_ctx *r = ctx;
   const mnq_layer *L = &r->net->layers[layer];
   const mnq_work w = {tile, ntiles, r->scratch ? r->scratch + (size_t)participant * r->net->scratch_per_thread : NULL};
-  L->kernel(L, r->tensors[layer], r->tensors[layer + 1], r->batch, &w);
+  L->kernel(L, r->tensors[layer] + (size_t)r->first * image_bytes(r->net, layer),
+            r->tensors[layer + 1] + (size_t)r->first * image_bytes(r->net, layer + 1), r->batch, &w);
+}
+
+/* A batch runs as consecutive sub-batches of about this many bytes of a layer's input and
+ * output: a whole batch of 32 streams every layer's tensors (13 MB for the main model's
+ * largest) through memory, where a sub-batch's stay in the last-level cache. */
+#define SUB_BATCH_BYTES (4L << 20)
+
+/* Images per sub-batch: at least two per thread, so every layer still has tiles for all.
+ * The whole batch when the input or output shares memory with another tensor: a later
+ * sub-batch would overwrite what an earlier one still needs, or has written. */
+static int sub_batch_images(const mnq_net *net, int batch, int threads, uint8_t *const *tensors) {
+  size_t widest = 0; /* one image's input + output of the layer that moves the most bytes */
+  for (int i = 0; i < net->num_layers; i++) {
+    const size_t moved = image_bytes(net, i) + image_bytes(net, i + 1);
+    if (moved > widest) widest = moved;
+  }
+  long images = widest ? SUB_BATCH_BYTES / (long)widest : batch;
+  if (images < 2L * threads) images = 2L * threads;
+  if (images >= batch) return batch;
+  const int last = net->num_layers;
+  const size_t in_len = image_bytes(net, 0) * batch, out_len = image_bytes(net, last) * batch;
+  if (overlap(tensors[0], in_len, tensors[last], out_len)) return batch;
+  for (int i = 1; i < last; i++) {
+    const size_t len = image_bytes(net, i) * batch;
+    if (overlap(tensors[i], len, tensors[0], in_len) || overlap(tensors[i], len, tensors[last], out_len)) return batch;
+  }
+  return (int)images;
 }
 
 int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t *scratch,
@@ -239,9 +279,14 @@ int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t 
   for (int i = 0; i <= net->num_layers; i++)
     if (!tensors[i]) return -1;
   const int threads = mnq_net_threads_usable(num_threads);
-  run_ctx r = {net, batch, threads, tensors, scratch};
-  const mnq_pool_job job = {run_tile, &r, net->num_layers, layer_tiles, threads, layer_seconds};
-  return mnq_pool_run(&job);
+  const int step = sub_batch_images(net, batch, threads, tensors);
+  for (int i = 0; layer_seconds && i < net->num_layers; i++) layer_seconds[i] = 0; /* sub-batches add */
+  for (int first = 0; first < batch; first += step) {
+    run_ctx r = {net, batch - first < step ? batch - first : step, first, threads, tensors, scratch};
+    const mnq_pool_job job = {run_tile, &r, net->num_layers, layer_tiles, threads, layer_seconds};
+    if (mnq_pool_run(&job)) return -1;
+  }
+  return 0;
 }
 
 /* Arena layout, each part 64-byte aligned: tensor pointer table, two ping-pong

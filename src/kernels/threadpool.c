@@ -245,7 +245,7 @@ static void run_inline(const mnq_pool_job *job) {
     for (int t = 0; t < tiles; t++) job->fn(job->ctx, s, t, tiles, 0);
     if (job->stage_seconds) {
       const double t1 = now_seconds();
-      job->stage_seconds[s] = t1 - t0;
+      job->stage_seconds[s] += t1 - t0;
       t0 = t1;
     }
   }
@@ -308,7 +308,7 @@ int mnq_pool_run(const mnq_pool_job *job) {
     while (__atomic_load_n(&g_stages_timed, __ATOMIC_ACQUIRE) < (uint32_t)job->num_stages) cpu_relax();
     double prev = t0;
     for (int s = 0; s < job->num_stages; s++) {
-      job->stage_seconds[s] = g_stage_end[s] - prev;
+      job->stage_seconds[s] += g_stage_end[s] - prev;
       prev = g_stage_end[s];
     }
   }

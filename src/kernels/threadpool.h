@@ -28,7 +28,7 @@ typedef struct {
   int num_stages;
   int (*tiles)(void *ctx, int stage); /* tiles of a stage, >= 1 (asked once per run) */
   int threads;          /* participants wanted, the caller included (>= 1) */
-  double *stage_seconds; /* optional [num_stages]: wall time from the previous stage's end */
+  double *stage_seconds; /* optional [num_stages]: wall time from the previous stage's end, added */
 } mnq_pool_job;
 
 /* Users: mnq_net_create acquires, mnq_net_destroy releases (0 / -1 on failure). */

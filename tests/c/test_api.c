@@ -53,6 +53,47 @@ static void *concurrent_caller(void *arg) {
   return NULL;
 }
 
+/* A batch long enough that the executor runs it in sub-batches (SUB_BATCH_BYTES in net.c):
+ * every image must come out as it does alone, through the arena at 1 and 2 threads and
+ * when the input shares memory with layer 1's output (which must make it run whole). */
+static void check_long_batch(const mnq_model *m, mnq_net *net, size_t in_bytes) {
+  enum { BATCH = 9 };
+  const size_t out_bytes = (size_t)m->output_size;
+  uint8_t *xs = malloc(BATCH * in_bytes), *alone = malloc(BATCH * out_bytes), *out = malloc(BATCH * out_bytes);
+  for (size_t i = 0; i < BATCH * in_bytes; i++) xs[i] = (uint8_t)(i * 13 + i / 777);
+  for (int b = 0; b < BATCH; b++) {
+    const size_t bytes = mnq_net_arena_bytes(net, 1, 1);
+    void *arena = malloc(bytes);
+    mnq_net_run_arena(net, 1, xs + b * in_bytes, alone + b * out_bytes, arena, bytes, 1);
+    free(arena);
+  }
+  for (int threads = 1; threads <= 2; threads++) {
+    const size_t bytes = mnq_net_arena_bytes(net, BATCH, threads);
+    void *arena = malloc(bytes);
+    memset(out, 0xAA, BATCH * out_bytes);
+    expect(mnq_net_run_arena(net, BATCH, xs, out, arena, bytes, threads) == 0 &&
+               !memcmp(out, alone, BATCH * out_bytes),
+           "a long batch through the arena equals its images run alone");
+    free(arena);
+  }
+  /* tensors[0] and every even tensor in one buffer, the odd ones in another */
+  size_t largest = in_bytes;
+  for (int i = 0; i < m->num_layers; i++) {
+    const size_t t = (size_t)m->layers[i].out_h * m->layers[i].out_w * m->layers[i].out_c;
+    if (t > largest) largest = t;
+  }
+  uint8_t *even = malloc(BATCH * largest), *odd = malloc(BATCH * largest);
+  uint8_t **tensors = calloc((size_t)m->num_layers + 1, sizeof(uint8_t *));
+  memcpy(even, xs, BATCH * in_bytes);
+  for (int i = 0; i < m->num_layers; i++) tensors[i] = i % 2 ? odd : even;
+  tensors[m->num_layers] = out;
+  uint8_t *scratch = malloc(mnq_net_scratch_bytes(net, 2) + 1);
+  memset(out, 0xAA, BATCH * out_bytes);
+  expect(mnq_net_run(net, BATCH, tensors, scratch, 2, NULL) == 0 && !memcmp(out, alone, BATCH * out_bytes),
+         "a long batch whose input shares memory with an intermediate tensor");
+  free(scratch), free(tensors), free(even), free(odd), free(xs), free(alone), free(out);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: test_api MODEL.mnq\n");
@@ -110,6 +151,7 @@ int main(int argc, char **argv) {
       free(arena);
     }
     if (net && isa == mnq_isa_best()) {
+      check_long_batch(m, net, in_bytes);
       pthread_t callers[4];
       caller_args args[4];
       for (int c = 0; c < 4; c++) {
