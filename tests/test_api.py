@@ -50,10 +50,11 @@ def test_thread_counts_agree(images):
         np.testing.assert_array_equal(m.run(images), one)
 
 
-def test_long_batch_runs_in_sub_batches_with_the_same_bytes():
+def test_long_batch_runs_in_parts_with_the_same_bytes():
     """A batch of more than a few images runs as consecutive sub-batches inside the executor
-    (6 images for this model): every image, and every kept layer output, is what it is alone,
-    and the per-layer times add up over the sub-batches."""
+    at 1 thread (6 images for this model) and image by image on each thread at 2: every
+    image, and every kept layer output, is what it is alone; a profiled run times each layer
+    (at 2 threads in layer order, summed over sub-batches)."""
     x = np.random.default_rng(11).integers(0, 256, (13, 160, 160, 3), dtype=np.uint8)
     m = mnq.load(MAIN_MODEL, num_threads=1)
     picks = (0, 5, 6, 12)  # first, sub-batch edges, last

@@ -113,10 +113,11 @@ size_t mnq_net_scratch_bytes(const mnq_net *net, int num_threads);
 
 /* Run the whole network. tensors[0] is the input [batch,H,W,C]; tensors[i+1] receives
  * layer i's output. Consecutive layers may share buffers only if a layer never reads
- * and writes the same one. A batch of more than a few images runs as consecutive
- * sub-batches (so a layer's tensors stay in cache), unless the input or the output shares
- * memory with another tensor; an intermediate tensor that shares memory with another
- * then ends with unspecified bytes, one that shares none holds the whole batch's output.
+ * and writes the same one. A batch of more than a few images runs image by image on
+ * each thread (several threads) or as consecutive sub-batches (one thread), so a layer's
+ * tensors stay in cache, unless the input or the output shares memory with another
+ * tensor; an intermediate tensor that shares memory with another then ends with
+ * unspecified bytes, one that shares none holds the whole batch's output.
  * layer_seconds (optional, num_layers entries) receives the wall time of each layer.
  * No allocation happens here. Returns 0 on success. */
 int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors,

@@ -205,12 +205,19 @@ static int overlap(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_le
 #define MIN_TILE_MACS (64L * 1024)
 #define MIN_TILE_ROWS 4
 
+/* Where image b of tensor i lives in a chained run: base + b * stride. */
+typedef struct {
+  uint8_t *base;
+  size_t stride;
+} image_slot;
+
 typedef struct {
   const mnq_net *net;
   int batch, first; /* images [first, first + batch) of the tensors */
   int threads;
   uint8_t *const *tensors;
   uint8_t *scratch;
+  const image_slot *slots; /* chained runs: [num_layers + 1] */
 } run_ctx;
 
 static int layer_tiles(void *ctx, int layer) {
@@ -237,10 +244,14 @@ static int layer_tiles(void *ctx, int layer) {
   return r->batch < most ? r->batch : (int)most;
 }
 
+static uint8_t *participant_scratch(const run_ctx *r, int participant) {
+  return r->scratch ? r->scratch + (size_t)participant * r->net->scratch_per_thread : NULL;
+}
+
 static void run_tile(void *ctx, int layer, int tile, int ntiles, int participant) {
   const run_ctx *r = ctx;
   const mnq_layer *L = &r->net->layers[layer];
-  const mnq_work w = {tile, ntiles, r->scratch ? r->scratch + (size_t)participant * r->net->scratch_per_thread : NULL};
+  const mnq_work w = {tile, ntiles, participant_scratch(r, participant)};
   L->kernel(L, r->tensors[layer] + (size_t)r->first * image_bytes(r->net, layer),
             r->tensors[layer + 1] + (size_t)r->first * image_bytes(r->net, layer + 1), r->batch, &w);
 }
@@ -272,6 +283,56 @@ static int sub_batch_images(const mnq_net *net, int batch, int threads, uint8_t 
   return (int)images;
 }
 
+/* Chained runs: each image goes through the whole network on one thread, claimed from
+ * the pool's counter one image at a time. Threads then share nothing but the weights,
+ * no layer waits for another thread's tiles, and a thread the OS holds up delays only the
+ * image it holds: a batch scales like independent runs side by side. Needs at least this
+ * many images per thread, so that the last images' imbalance stays small. */
+#define CHAIN_IMAGES_PER_THREAD 4
+#define CHAIN_MAX_LAYERS 128 /* slots live on the caller's stack */
+
+/* The images of a chained run advance through the layers independently, so image b's
+ * tensors must not touch another image's. A tensor that shares memory with no other keeps
+ * its layout (image b at b * its bytes). Tensors that share memory (the ping-pong buffers)
+ * form groups whose union is one interval of at least batch x the group's largest image:
+ * image b gets the b-th equal part of it in every tensor of the group. 0 when that cannot
+ * work: the input or output shares memory, or a layer's input and output fall in one group. */
+static int plan_chain(const mnq_net *net, int batch, uint8_t *const *tensors, image_slot *slots) {
+  const int n = net->num_layers;
+  for (int i = 0; i <= n; i++) {
+    uintptr_t lo = (uintptr_t)tensors[i], hi = lo + image_bytes(net, i) * (size_t)batch;
+    for (int grew = 1; grew;) { /* widen to every tensor overlapping the interval, transitively */
+      grew = 0;
+      for (int j = 0; j <= n; j++) {
+        const uintptr_t a = (uintptr_t)tensors[j], b = a + image_bytes(net, j) * (size_t)batch;
+        if (j == i || !overlap((const uint8_t *)lo, hi - lo, tensors[j], b - a)) continue;
+        if (i == 0 || i == n || j == 0 || j == n) return 0;
+        if (a < lo || b > hi) lo = a < lo ? a : lo, hi = b > hi ? b : hi, grew = 1;
+      }
+    }
+    slots[i].base = (uint8_t *)lo;
+    slots[i].stride = (hi - lo) / (size_t)batch; /* a tensor alone: its own bytes per image */
+    if (i > 0 && slots[i].base == slots[i - 1].base) return 0;
+  }
+  return 1;
+}
+
+static int one_tile_per_image(void *ctx, int stage) {
+  (void)stage;
+  return ((const run_ctx *)ctx)->batch;
+}
+
+static void run_image(void *ctx, int stage, int image, int images, int participant) {
+  (void)stage, (void)images;
+  const run_ctx *r = ctx;
+  const mnq_work w = {0, 1, participant_scratch(r, participant)};
+  for (int i = 0; i < r->net->num_layers; i++) {
+    const mnq_layer *L = &r->net->layers[i];
+    L->kernel(L, r->slots[i].base + (size_t)image * r->slots[i].stride,
+              r->slots[i + 1].base + (size_t)image * r->slots[i + 1].stride, 1, &w);
+  }
+}
+
 int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t *scratch,
                 int num_threads, double *layer_seconds) {
   if (!net || batch <= 0 || !tensors) return -1;
@@ -279,10 +340,18 @@ int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t 
   for (int i = 0; i <= net->num_layers; i++)
     if (!tensors[i]) return -1;
   const int threads = mnq_net_threads_usable(num_threads);
+  image_slot slots[CHAIN_MAX_LAYERS + 1];
+  /* a profiled run keeps layer order: its times are per layer */
+  if (threads > 1 && !layer_seconds && batch >= CHAIN_IMAGES_PER_THREAD * threads &&
+      net->num_layers <= CHAIN_MAX_LAYERS && plan_chain(net, batch, tensors, slots)) {
+    run_ctx r = {net, batch, 0, threads, tensors, scratch, slots};
+    const mnq_pool_job job = {run_image, &r, 1, one_tile_per_image, threads, NULL};
+    return mnq_pool_run(&job);
+  }
   const int step = sub_batch_images(net, batch, threads, tensors);
   for (int i = 0; layer_seconds && i < net->num_layers; i++) layer_seconds[i] = 0; /* sub-batches add */
   for (int first = 0; first < batch; first += step) {
-    run_ctx r = {net, batch - first < step ? batch - first : step, first, threads, tensors, scratch};
+    run_ctx r = {net, batch - first < step ? batch - first : step, first, threads, tensors, scratch, NULL};
     const mnq_pool_job job = {run_tile, &r, net->num_layers, layer_tiles, threads, layer_seconds};
     if (mnq_pool_run(&job)) return -1;
   }

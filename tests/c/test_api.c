@@ -53,9 +53,11 @@ static void *concurrent_caller(void *arg) {
   return NULL;
 }
 
-/* A batch long enough that the executor runs it in sub-batches (SUB_BATCH_BYTES in net.c):
- * every image must come out as it does alone, through the arena at 1 and 2 threads and
- * when the input shares memory with layer 1's output (which must make it run whole). */
+/* A batch long enough that the executor runs it in sub-batches at 1 thread and image by
+ * image at 2 (net.c): every image must come out as it does alone, through the arena, and
+ * with layouts that must make it run the whole batch layer by layer instead (the input
+ * sharing memory with an intermediate tensor; a layer's input and output in one group of
+ * shared buffers). */
 static void check_long_batch(const mnq_model *m, mnq_net *net, size_t in_bytes) {
   enum { BATCH = 9 };
   const size_t out_bytes = (size_t)m->output_size;
@@ -91,7 +93,20 @@ static void check_long_batch(const mnq_model *m, mnq_net *net, size_t in_bytes) 
   memset(out, 0xAA, BATCH * out_bytes);
   expect(mnq_net_run(net, BATCH, tensors, scratch, 2, NULL) == 0 && !memcmp(out, alone, BATCH * out_bytes),
          "a long batch whose input shares memory with an intermediate tensor");
-  free(scratch), free(tensors), free(even), free(odd), free(xs), free(alone), free(out);
+  /* layer 2's input and output side by side in one buffer, and layer 4's output across both:
+   * one group of shared memory holding a layer's input and output (so not chained) */
+  const size_t s2 = (size_t)m->layers[1].out_h * m->layers[1].out_w * m->layers[1].out_c;
+  const size_t s3 = (size_t)m->layers[2].out_h * m->layers[2].out_w * m->layers[2].out_c;
+  const size_t s5 = (size_t)m->layers[4].out_h * m->layers[4].out_w * m->layers[4].out_c;
+  uint8_t *both = malloc(BATCH * (s2 + s3 + largest));
+  tensors[0] = xs;
+  for (int i = 1; i < m->num_layers; i++) tensors[i] = i % 2 ? both : odd;
+  tensors[1] = odd, tensors[2] = both, tensors[3] = both + BATCH * s2, tensors[4] = odd;
+  tensors[5] = both + BATCH * (s2 - s5 / 2);
+  memset(out, 0xAA, BATCH * out_bytes);
+  expect(mnq_net_run(net, BATCH, tensors, scratch, 2, NULL) == 0 && !memcmp(out, alone, BATCH * out_bytes),
+         "a long batch where one layer's input and output share a group of buffers");
+  free(both), free(scratch), free(tensors), free(even), free(odd), free(xs), free(alone), free(out);
 }
 
 int main(int argc, char **argv) {
