@@ -21,7 +21,11 @@
 /* The claim word packs everything a worker must check before it may touch the
  * job: generation, participants wanted, tiles not yet claimed. A worker reads
  * the job's other fields only after it has claimed a tile, and the job cannot
- * end (nor the next one be written) while a claimed tile is unfinished. */
+ * end (nor the next one be written) while a claimed tile is unfinished.
+ * The ready word (generation, tiles left that belong to stages which may not start
+ * yet) lets a thread claim a tile only when it can run it at once: a thread never
+ * holds a tile it must wait for, so one the OS has descheduled or put to sleep keeps
+ * nobody waiting but for a tile it is running. */
 #define GEN_BITS 24
 #define THREAD_BITS 11
 #define LEFT_BITS 29
@@ -32,6 +36,9 @@
 #define CLAIM_THREADS(c) ((int)(((c) >> LEFT_BITS) & ((1u << THREAD_BITS) - 1)))
 #define CLAIM_LEFT(c) ((uint32_t)((c) & MAX_TILES))
 #define GEN_MASK ((1u << GEN_BITS) - 1)
+#define READY(gen, blocked) (((uint64_t)(gen) << LEFT_BITS) | (uint64_t)(blocked))
+#define READY_GEN(r) ((uint32_t)((r) >> LEFT_BITS))
+#define READY_BLOCKED(r) ((uint32_t)((r) & MAX_TILES))
 
 /* How long a thread spins before it sleeps. Within a job it waits for the tiles
  * others hold (a tile is tens to hundreds of microseconds; waking a sleeper costs
@@ -50,8 +57,11 @@ static uint32_t g_wake;          /* futex word: generation of the latest job (or
 static uint32_t g_sleeping;      /* workers asleep on g_wake */
 static int g_stop;
 static uint64_t g_claim;
+static uint64_t g_ready;         /* READY(gen, tiles of stages that may not start yet) */
 static uint32_t g_done;          /* futex word: tiles finished in the current job */
 static uint32_t g_done_sleepers; /* threads asleep on g_done */
+static uint32_t g_stages_ended;  /* futex word: bumped after each stage's end lowers g_ready */
+static uint32_t g_stage_sleepers; /* threads asleep on g_stages_ended */
 static uint32_t g_stages_timed;  /* stages whose end time is written (profiling runs) */
 /* Callers running their whole job on their own thread because another caller's job holds
  * the pool; while there are any, that job's workers stop claiming tiles, so the threads
@@ -62,6 +72,7 @@ static int g_alone;
 static mnq_pool_job g_job;
 static uint32_t g_total;
 static int *g_first;             /* [num_stages + 1]: first ticket of each stage */
+static int g_num_stages;
 static double *g_stage_end;      /* [num_stages] */
 static int g_capacity;
 
@@ -121,8 +132,24 @@ static uint32_t wait_until(uint32_t *word, uint32_t *sleepers, int (*ready)(uint
 static int at_least(uint32_t value, uint32_t target) { return value >= target; }
 static int differs(uint32_t value, uint32_t seen) { return value != seen; }
 
-/* Until g_done >= target: the tiles of every earlier stage are finished. */
+/* Until g_done >= target: every tile of the job is finished (the caller, at the end). */
 static void wait_done(uint32_t target) { wait_until(&g_done, &g_done_sleepers, at_least, target, STAGE_SPIN_NS); }
+
+/* Lower the ready word's count of tiles whose stage may not start yet to `blocked`
+ * (stages complete in order, but their finishers may write in any order). */
+static void lower_blocked(uint32_t gen, uint32_t blocked) {
+  uint64_t r = __atomic_load_n(&g_ready, __ATOMIC_ACQUIRE);
+  while (READY_GEN(r) == gen && READY_BLOCKED(r) > blocked &&
+         !__atomic_compare_exchange_n(&g_ready, &r, READY(gen, blocked), 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+  }
+}
+
+/* 1 when the next tile of job `gen` may start, or there is none to claim (value: unused). */
+static int may_claim(uint32_t value, uint32_t gen) {
+  (void)value;
+  const uint64_t c = __atomic_load_n(&g_claim, __ATOMIC_SEQ_CST), r = __atomic_load_n(&g_ready, __ATOMIC_SEQ_CST);
+  return CLAIM_GEN(c) != gen || CLAIM_LEFT(c) == 0 || READY_GEN(r) != gen || CLAIM_LEFT(c) > READY_BLOCKED(r);
+}
 
 /* Claim and run tiles of generation `gen` until none is left. */
 static void work(uint32_t gen, int participant) {
@@ -132,22 +159,32 @@ static void work(uint32_t gen, int participant) {
     if (CLAIM_GEN(c) != gen || CLAIM_LEFT(c) == 0) return;
     /* a worker gives its place to a caller running alone (the caller, participant 0, never does) */
     if (participant >= CLAIM_THREADS(c) - __atomic_load_n(&g_alone, __ATOMIC_RELAXED) && participant > 0) return;
+    const uint64_t r = __atomic_load_n(&g_ready, __ATOMIC_SEQ_CST);
+    if (READY_GEN(r) != gen) return; /* the job is over and another began */
+    if (CLAIM_LEFT(c) <= READY_BLOCKED(r)) { /* the next tile's stage waits for tiles others run */
+      wait_until(&g_stages_ended, &g_stage_sleepers, may_claim, gen, STAGE_SPIN_NS);
+      continue;
+    }
     if (!__atomic_compare_exchange_n(&g_claim, &c, c - 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) continue;
     const uint32_t ticket = g_total - CLAIM_LEFT(c);
     while ((uint32_t)g_first[stage + 1] <= ticket) stage++; /* tickets only grow within a job */
-    wait_done((uint32_t)g_first[stage]);
     const int tile = (int)ticket - g_first[stage], ntiles = g_first[stage + 1] - g_first[stage];
     /* once this tile counts as done the caller may end the job and write the next
      * one: read what is needed after that point now */
     const uint32_t stage_done = (uint32_t)g_first[stage + 1];
+    const uint32_t next_end = stage + 2 <= g_num_stages ? (uint32_t)g_first[stage + 2] : g_total;
+    const uint32_t total = g_total;
     const int timed = g_job.stage_seconds != NULL;
     g_job.fn(g_job.ctx, stage, tile, ntiles, participant);
     const uint32_t done = __atomic_add_fetch(&g_done, 1, __ATOMIC_SEQ_CST);
-    if (done == stage_done) { /* this stage is complete */
+    if (done == stage_done) { /* this stage is complete: the next one may start */
       if (timed) { /* the caller waits for g_stages_timed before it reads g_stage_end */
         g_stage_end[stage] = now_seconds();
         __atomic_add_fetch(&g_stages_timed, 1, __ATOMIC_RELEASE);
       }
+      lower_blocked(gen, total - next_end);
+      __atomic_add_fetch(&g_stages_ended, 1, __ATOMIC_SEQ_CST);
+      if (__atomic_load_n(&g_stage_sleepers, __ATOMIC_SEQ_CST)) wake_all(&g_stages_ended);
       if (__atomic_load_n(&g_done_sleepers, __ATOMIC_SEQ_CST)) wake_all(&g_done);
     }
   }
@@ -202,6 +239,7 @@ static void after_fork_child(void) {
   g_alone = 0;
   g_sleeping = 0;
   g_done_sleepers = 0;
+  g_stage_sleepers = 0;
   pthread_mutex_unlock(&g_lock);
 }
 static pthread_once_t g_fork_hook_once = PTHREAD_ONCE_INIT;
@@ -296,10 +334,12 @@ int mnq_pool_run(const mnq_pool_job *job) {
   }
   g_job = *job;
   g_total = (uint32_t)total;
+  g_num_stages = job->num_stages;
   __atomic_store_n(&g_done, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&g_stages_timed, 0, __ATOMIC_RELAXED);
   const double t0 = job->stage_seconds ? now_seconds() : 0.0;
   const uint32_t gen = (__atomic_load_n(&g_wake, __ATOMIC_RELAXED) + 1) & GEN_MASK;
+  __atomic_store_n(&g_ready, READY(gen, total - (uint64_t)g_first[1]), __ATOMIC_SEQ_CST); /* stage 0 may start */
   __atomic_store_n(&g_claim, CLAIM(gen, threads, total), __ATOMIC_RELEASE);
   publish_wake(); /* g_wake becomes gen (mod 2^GEN_BITS) */
   work(gen, 0);
