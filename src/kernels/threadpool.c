@@ -1,5 +1,6 @@
-/* Process-wide worker pool (threadpool.h): tiles claimed from one counter,
- * stage order kept by a count of finished tiles, no barrier anywhere.
+/* Process-wide worker pool (threadpool.h): tiles claimed from one counter, and
+ * only once their stage may start (every tile of the stages before it finished),
+ * no barrier anywhere.
  *
  * Why not OpenMP: a parallel region ends with a join of every thread in the
  * team, so a team member the OS has descheduled stalls the caller even when
