@@ -261,10 +261,22 @@ static void run_tile(void *ctx, int layer, int tile, int ntiles, int participant
  * largest) through memory, where a sub-batch's stay in the last-level cache. */
 #define SUB_BATCH_BYTES (4L << 20)
 
-/* Images per sub-batch: at least two per thread, so every layer still has tiles for all.
- * The whole batch when the input or output shares memory with another tensor: a later
- * sub-batch would overwrite what an earlier one still needs, or has written. */
-static int sub_batch_images(const mnq_net *net, int batch, int threads, uint8_t *const *tensors) {
+/* 1 when the input and the output share memory with no other tensor: only then may part
+ * of a batch run ahead of the rest (a later image would overwrite an input an earlier one
+ * still needs, or an output it has written). */
+static int edges_apart(const mnq_net *net, int batch, uint8_t *const *tensors) {
+  const int last = net->num_layers;
+  const size_t in_len = image_bytes(net, 0) * batch, out_len = image_bytes(net, last) * batch;
+  if (overlap(tensors[0], in_len, tensors[last], out_len)) return 0;
+  for (int i = 1; i < last; i++) {
+    const size_t len = image_bytes(net, i) * batch;
+    if (overlap(tensors[i], len, tensors[0], in_len) || overlap(tensors[i], len, tensors[last], out_len)) return 0;
+  }
+  return 1;
+}
+
+/* Images per sub-batch: at least two per thread, so every layer still has tiles for all. */
+static int sub_batch_images(const mnq_net *net, int batch, int threads) {
   size_t widest = 0; /* one image's input + output of the layer that moves the most bytes */
   for (int i = 0; i < net->num_layers; i++) {
     const size_t moved = image_bytes(net, i) + image_bytes(net, i + 1);
@@ -272,15 +284,7 @@ static int sub_batch_images(const mnq_net *net, int batch, int threads, uint8_t 
   }
   long images = widest ? SUB_BATCH_BYTES / (long)widest : batch;
   if (images < 2L * threads) images = 2L * threads;
-  if (images >= batch) return batch;
-  const int last = net->num_layers;
-  const size_t in_len = image_bytes(net, 0) * batch, out_len = image_bytes(net, last) * batch;
-  if (overlap(tensors[0], in_len, tensors[last], out_len)) return batch;
-  for (int i = 1; i < last; i++) {
-    const size_t len = image_bytes(net, i) * batch;
-    if (overlap(tensors[i], len, tensors[0], in_len) || overlap(tensors[i], len, tensors[last], out_len)) return batch;
-  }
-  return (int)images;
+  return images < batch ? (int)images : batch;
 }
 
 /* Chained runs: each image goes through the whole network on one thread, claimed from
@@ -292,22 +296,22 @@ static int sub_batch_images(const mnq_net *net, int batch, int threads, uint8_t 
 #define CHAIN_MAX_LAYERS 128 /* slots live on the caller's stack */
 
 /* The images of a chained run advance through the layers independently, so image b's
- * tensors must not touch another image's. A tensor that shares memory with no other keeps
- * its layout (image b at b * its bytes). Tensors that share memory (the ping-pong buffers)
- * form groups whose union is one interval of at least batch x the group's largest image:
- * image b gets the b-th equal part of it in every tensor of the group. 0 when that cannot
- * work: the input or output shares memory, or a layer's input and output fall in one group. */
+ * tensors must not touch another image's (the input and output share no memory: see
+ * edges_apart). A tensor that shares memory with no other keeps its layout (image b at
+ * b * its bytes). Tensors that share memory (the ping-pong buffers) form groups whose union
+ * is one interval of at least batch x the group's largest image: image b gets the b-th
+ * equal part of it in every tensor of the group. 0 when a layer's input and output fall in
+ * one group. */
 static int plan_chain(const mnq_net *net, int batch, uint8_t *const *tensors, image_slot *slots) {
   const int n = net->num_layers;
   for (int i = 0; i <= n; i++) {
     uintptr_t lo = (uintptr_t)tensors[i], hi = lo + image_bytes(net, i) * (size_t)batch;
-    for (int grew = 1; grew;) { /* widen to every tensor overlapping the interval, transitively */
+    for (int grew = i > 0 && i < n; grew;) { /* widen to every tensor overlapping the interval, transitively */
       grew = 0;
-      for (int j = 0; j <= n; j++) {
+      for (int j = 1; j < n; j++) {
         const uintptr_t a = (uintptr_t)tensors[j], b = a + image_bytes(net, j) * (size_t)batch;
-        if (j == i || !overlap((const uint8_t *)lo, hi - lo, tensors[j], b - a)) continue;
-        if (i == 0 || i == n || j == 0 || j == n) return 0;
-        if (a < lo || b > hi) lo = a < lo ? a : lo, hi = b > hi ? b : hi, grew = 1;
+        if (j != i && overlap((const uint8_t *)lo, hi - lo, tensors[j], b - a) && (a < lo || b > hi))
+          lo = a < lo ? a : lo, hi = b > hi ? b : hi, grew = 1;
       }
     }
     slots[i].base = (uint8_t *)lo;
@@ -340,15 +344,16 @@ int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t 
   for (int i = 0; i <= net->num_layers; i++)
     if (!tensors[i]) return -1;
   const int threads = mnq_net_threads_usable(num_threads);
+  const int apart = batch > 1 && edges_apart(net, batch, tensors);
   image_slot slots[CHAIN_MAX_LAYERS + 1];
   /* a profiled run keeps layer order: its times are per layer */
-  if (threads > 1 && !layer_seconds && batch >= CHAIN_IMAGES_PER_THREAD * threads &&
+  if (apart && threads > 1 && !layer_seconds && batch >= CHAIN_IMAGES_PER_THREAD * threads &&
       net->num_layers <= CHAIN_MAX_LAYERS && plan_chain(net, batch, tensors, slots)) {
     run_ctx r = {net, batch, 0, threads, tensors, scratch, slots};
     const mnq_pool_job job = {run_image, &r, 1, one_tile_per_image, threads, NULL};
     return mnq_pool_run(&job);
   }
-  const int step = sub_batch_images(net, batch, threads, tensors);
+  const int step = apart ? sub_batch_images(net, batch, threads) : batch;
   for (int i = 0; layer_seconds && i < net->num_layers; i++) layer_seconds[i] = 0; /* sub-batches add */
   for (int first = 0; first < batch; first += step) {
     run_ctx r = {net, batch - first < step ? batch - first : step, first, threads, tensors, scratch, NULL};
