@@ -179,7 +179,8 @@ cdef class Net:
 
     def run(self, list tensors, int batch, int num_threads, cnp.ndarray scratch=None, bint profile=False):
         """Run all layers. tensors[i] are C-contiguous uint8 arrays of at least
-        batch * tensor_sizes[i] bytes; 1..n are written. Returns per-layer seconds
+        batch * tensor_sizes[i] bytes; 1..n are written (one that shares memory with another
+        ends with unspecified bytes: mnq_net_run in mnq.h). Returns per-layer seconds
         when profile is true. The GIL is released while the network runs."""
         cdef int n = self.num_layers, i, rc
         cdef cnp.ndarray t
