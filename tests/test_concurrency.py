@@ -98,9 +98,12 @@ def test_eight_threads_hundreds_of_runs_match_serial():
         try:
             for r in range(200):
                 m = a if (i + r) % 2 else b  # two models alive, both shared
-                x = images[(i + r) % 8]
+                if r % 5 == 4:  # the whole batch: image by image on each thread at 2 threads, layer order at 3
+                    x, want = images[:, 0], np.concatenate(expected)
+                else:
+                    x, want = images[(i + r) % 8], expected[(i + r) % 8]
                 got = m.run(x)
-                if not (got == expected[(i + r) % 8]).all():
+                if not (got == want).all():
                     raise AssertionError(f"thread {i} run {r}: differs from the serial result")
                 runs[i] += 1
         except Exception as exc:  # noqa: BLE001 - surfaced below
