@@ -10,7 +10,9 @@ Scenarios, each printed as one Markdown table of medians:
 
 Each table has a ceiling row: two 1-thread mnq runs side by side, timed per batch, the machine's
 own 2-core scaling for this work (shared caches, memory, neighbours on a VM), which no
-threading of one inference can beat. Engines: mnq on the uint8 model, TFLite + XNNPACK on the int8 model (XNNPACK's fastest path), ONNX
+threading of one inference can beat.
+
+Engines: mnq on the uint8 model, TFLite + XNNPACK on the int8 model (XNNPACK's fastest path), ONNX
 Runtime on the uint8 model (a cached tf2onnx conversion, when tf2onnx and onnxruntime are
 installed). Rounds are interleaved (every engine once per round) so drifting machine load
 touches all engines alike. Nothing here asserts on time.

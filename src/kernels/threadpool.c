@@ -73,7 +73,6 @@ static int g_alone;
 static mnq_pool_job g_job;
 static uint32_t g_total;
 static int *g_first;             /* [num_stages + 1]: first ticket of each stage */
-static int g_num_stages;
 static double *g_stage_end;      /* [num_stages] */
 static int g_capacity;
 
@@ -173,7 +172,7 @@ static void work(uint32_t gen, int participant) {
     /* once this tile counts as done the caller may end the job and write the next
      * one: read what is needed after that point now */
     const uint32_t stage_done = (uint32_t)g_first[stage + 1];
-    const uint32_t next_end = stage + 2 <= g_num_stages ? (uint32_t)g_first[stage + 2] : g_total;
+    const uint32_t next_end = stage_done < g_total ? (uint32_t)g_first[stage + 2] : g_total;
     const uint32_t total = g_total;
     const int timed = g_job.stage_seconds != NULL;
     g_job.fn(g_job.ctx, stage, tile, ntiles, participant);
@@ -335,7 +334,6 @@ int mnq_pool_run(const mnq_pool_job *job) {
   }
   g_job = *job;
   g_total = (uint32_t)total;
-  g_num_stages = job->num_stages;
   __atomic_store_n(&g_done, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&g_stages_timed, 0, __ATOMIC_RELAXED);
   const double t0 = job->stage_seconds ? now_seconds() : 0.0;
