@@ -50,8 +50,8 @@ def onnx_runner(path: Path, threads: int):
     return run, np.random.default_rng(0).integers(0, 256, (1, 160, 160, 3), dtype=np.uint8)
 
 
-def mnq_runner(path: Path, threads: int, batch: int):
-    model = mnq.load(path, num_threads=threads)
+def mnq_runner(path: Path, threads: int, batch: int, adapt_threads: bool = True):
+    model = mnq.load(path, num_threads=threads, adapt_threads=adapt_threads)
     return model.run, np.random.default_rng(0).integers(0, 256, (batch,) + model.input_shape, dtype=np.uint8)
 
 
@@ -86,6 +86,7 @@ def interleaved_medians(runners: dict, seconds: float, rounds: int = 15) -> dict
 
 def engines(args, batch: int) -> dict:
     out = {f"mnq {t} thread{'s' * (t > 1)}": mnq_runner(args.model, t, batch) for t in (1, 2)}
+    out["mnq 2 threads, fixed (adapt_threads=False)"] = mnq_runner(args.model, 2, batch, adapt_threads=False)
     out["ceiling: 2 mnq 1-thread runs side by side"] = side_by_side_runner(args.model, batch, 4 if batch == 1 else 1)
     if batch == 1:
         try:

@@ -39,6 +39,7 @@ def channel_requantization(real_multipliers):
 def run_layer(desc, x, isa, num_threads=1):
     """Run one layer on uint8 input x [N,H,W,C]; returns (output, kernel name)."""
     net = _core.Net([desc], isa)
+    net.adapt_threads = False  # the tiling of exactly num_threads, whatever else the machine runs
     n = x.shape[0]
     out = np.empty(n * net.tensor_sizes[1], np.uint8)
     scratch = np.empty(max(net.scratch_bytes(num_threads), 1), np.uint8)

@@ -43,7 +43,7 @@ def test_batch_equals_single_runs(model, images):
 
 
 def test_thread_counts_agree(images):
-    m = mnq.load(MAIN_MODEL, num_threads=1)
+    m = mnq.load(MAIN_MODEL, num_threads=1, adapt_threads=False)  # each count's own tiling
     one = m.run(images)
     for n in (2, 3, 5):
         m.num_threads = n

@@ -58,7 +58,8 @@ def test_worker_threads_end_with_the_last_model():
         import gc, os, numpy as np, mnq
         tasks = lambda: len(os.listdir("/proc/self/task"))
         before = tasks()
-        a, b = mnq.load({str(MAIN_MODEL)!r}, num_threads=4), mnq.load({str(MAIN_MODEL)!r}, num_threads=3)
+        a = mnq.load({str(MAIN_MODEL)!r}, num_threads=4, adapt_threads=False)
+        b = mnq.load({str(MAIN_MODEL)!r}, num_threads=3, adapt_threads=False)
         x = np.zeros((1, 160, 160, 3), np.uint8)
         a.run(x), b.run(x)
         during = tasks()
@@ -78,6 +79,49 @@ def test_worker_threads_end_with_the_last_model():
     assert after == before, "the last model's release joins every worker"
 
 
+def test_runs_adapt_their_threads_to_the_cpus_left_free():
+    """With every CPU taken by a busy process, an adapting 4-thread run is the caller alone (no
+    pool worker starts) and gives the same bytes; a fixed one starts its 3 workers."""
+    script = textwrap.dedent(f"""
+        import os, subprocess, sys, time, numpy as np, mnq
+        from mnq import _core
+        tasks = lambda: len(os.listdir("/proc/self/task"))
+        cpus = os.cpu_count()
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cpus)]
+        try:
+            time.sleep(0.5)
+            before = tasks()
+            free = [_core.threads_free(4) for _ in range(20)]
+            x = np.random.default_rng(2).integers(0, 256, (1, 160, 160, 3), np.uint8)
+            m = mnq.load({str(MAIN_MODEL)!r}, num_threads=4)
+            adapted = m.run(x)
+            after_adapted = tasks()
+            m.adapt_threads = False
+            fixed = m.run(x)
+            print(max(free), before, after_adapted, tasks(), bool((adapted == fixed).all()))
+        finally:
+            for p in busy:
+                p.kill()
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    most_free, before, after_adapted, after_fixed, same = r.stdout.split()
+    assert most_free == "1", "every CPU busy: an adapting run is the caller alone"
+    assert int(after_adapted) == int(before), "no pool worker started for an adapted run"
+    assert int(after_fixed) == int(before) + 3, "a fixed 4-thread run: the caller and 3 workers"
+    assert same == "True"
+
+
+def test_adapt_threads_validation():
+    m = mnq.load(MAIN_MODEL)
+    assert m.adapt_threads is True
+    m.adapt_threads = False
+    assert m.adapt_threads is False
+    with pytest.raises(ValueError, match="adapt_threads"):
+        m.adapt_threads = "no"
+    assert 1 <= mnq._core.threads_free(3) <= 3 and mnq._core.threads_free(1) == 1
+
+
 # ---- many threads, many models, changing thread counts (small model: seconds, not minutes) ----
 from conftest import MODELS  # noqa: E402
 
@@ -85,7 +129,8 @@ SMALL_MODEL = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
 
 
 def test_eight_threads_hundreds_of_runs_match_serial():
-    a = mnq.load(SMALL_MODEL, num_threads=1)
+    # a keeps the thread counts it is given, b adapts them to the CPUs its neighbours leave free
+    a = mnq.load(SMALL_MODEL, num_threads=1, adapt_threads=False)
     b = mnq.load(SMALL_MODEL, num_threads=2, isa="scalar" if "avx2" not in mnq._core.supported_isas() else "avx2")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (8, 1) + a.input_shape, dtype=np.uint8)

@@ -126,6 +126,19 @@ int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors,
 /* Threads a run will use for `requested`: clamped to [1, 1024]. */
 int mnq_net_threads_usable(int requested);
 
+/* A net adapts its thread count by default: a run (or sub-batch) that goes layer by layer
+ * on several threads, where each layer waits for its last tile, uses no more threads than
+ * the CPUs left free by runnable threads outside mnq's pool (other processes, the
+ * application's other threads), down to the caller alone, so a thread that shares its CPU
+ * with other work does not hold up every layer. A batch run image by image on each thread
+ * keeps num_threads: no image waits for another. Fixed (adapt = 0): always num_threads.
+ * The bytes computed are the same either way. */
+void mnq_net_set_adapt_threads(mnq_net *net, int adapt);
+int mnq_net_adapts_threads(const mnq_net *net);
+/* Threads an adapting run asking for `requested` would use now (Linux reads the count of
+ * runnable threads in /proc/loadavg; elsewhere it is `requested`, clamped). */
+int mnq_threads_free(int requested);
+
 /* ---- One caller-supplied arena for a whole inference (embedded use) ----
  * The arena holds the intermediate tensors (two ping-pong buffers), the per-thread
  * scratch and the tensor pointer table; nothing is allocated while running.

@@ -12,6 +12,7 @@ struct mnq_net {
   int num_layers;
   int isa;
   int holds_pool;
+  int adapt_threads;
   size_t scratch_per_thread;
   mnq_layer *layers;
 };
@@ -149,6 +150,7 @@ mnq_net *mnq_net_create(const mnq_layer_desc *layers, int num_layers, int isa, c
   /* keep each thread's scratch on its own cache lines */
   net->scratch_per_thread = (net->scratch_per_thread + 63) & ~(size_t)63;
   net->holds_pool = mnq_pool_acquire() == 0;
+  net->adapt_threads = 1;
   return net;
 }
 
@@ -186,6 +188,14 @@ int mnq_net_threads_usable(int requested) {
   return requested > MNQ_MAX_THREADS ? MNQ_MAX_THREADS : requested > 0 ? requested : 1;
 }
 
+/* atomic: a setting changed beside another thread's run takes effect from its next job */
+void mnq_net_set_adapt_threads(mnq_net *net, int adapt) {
+  __atomic_store_n(&net->adapt_threads, adapt != 0, __ATOMIC_RELAXED);
+}
+int mnq_net_adapts_threads(const mnq_net *net) { return __atomic_load_n(&net->adapt_threads, __ATOMIC_RELAXED); }
+
+int mnq_threads_free(int requested) { return mnq_pool_threads_free(mnq_net_threads_usable(requested)); }
+
 /* Bytes of one image of tensor i (0: the input, num_layers: the output). */
 static size_t image_bytes(const mnq_net *net, int i) {
   const mnq_layer_desc *d = &net->layers[i < net->num_layers ? i : i - 1].d;
@@ -214,17 +224,16 @@ typedef struct {
 typedef struct {
   const mnq_net *net;
   int batch, first; /* images [first, first + batch) of the tensors */
-  int threads;
   uint8_t *const *tensors;
   uint8_t *scratch;
   const image_slot *slots; /* chained runs: [num_layers + 1] */
 } run_ctx;
 
-static int layer_tiles(void *ctx, int layer) {
+static int layer_tiles(void *ctx, int layer, int threads) {
   const run_ctx *r = ctx;
   const mnq_layer_desc *d = &r->net->layers[layer].d;
-  if (r->threads == 1) return 1; /* each layer whole, in the kernel's own loop order */
-  const long most = (long)r->threads * TILES_PER_THREAD;
+  if (threads == 1) return 1; /* each layer whole, in the kernel's own loop order */
+  const long most = (long)threads * TILES_PER_THREAD;
   if (d->op == MNQ_OP_CONV || d->op == MNQ_OP_DEPTHWISE || d->op == MNQ_OP_POINTWISE) {
     /* int64: on 32-bit targets a large batch's MACs overflow long */
     const int64_t taps = (int64_t)d->k_h * d->k_w * (d->op == MNQ_OP_DEPTHWISE ? 1 : d->in_c);
@@ -234,8 +243,8 @@ static int layer_tiles(void *ctx, int layer) {
       /* a depthwise tile split by output rows re-reads (widens) the input rows above its
        * first one (the AVX2 kernel splits channel blocks first, the others rows): tiles of
        * at least MIN_TILE_ROWS rows, a whole number per thread */
-      const int64_t per_thread = (int64_t)r->batch * d->out_h / ((int64_t)MIN_TILE_ROWS * r->threads);
-      const int64_t rows_cap = (int64_t)r->threads * (per_thread < 1 ? 1 : per_thread);
+      const int64_t per_thread = (int64_t)r->batch * d->out_h / ((int64_t)MIN_TILE_ROWS * threads);
+      const int64_t rows_cap = (int64_t)threads * (per_thread < 1 ? 1 : per_thread);
       if (tiles > rows_cap) tiles = rows_cap;
     }
     return tiles < 1 ? 1 : tiles > most ? (int)most : (int)tiles;
@@ -321,8 +330,8 @@ static int plan_chain(const mnq_net *net, int batch, uint8_t *const *tensors, im
   return 1;
 }
 
-static int one_tile_per_image(void *ctx, int stage) {
-  (void)stage;
+static int one_tile_per_image(void *ctx, int stage, int threads) {
+  (void)stage, (void)threads;
   return ((const run_ctx *)ctx)->batch;
 }
 
@@ -349,15 +358,17 @@ int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t 
   /* a profiled run keeps layer order: its times are per layer */
   if (apart && threads > 1 && !layer_seconds && batch >= CHAIN_IMAGES_PER_THREAD * threads &&
       net->num_layers <= CHAIN_MAX_LAYERS && plan_chain(net, batch, tensors, slots)) {
-    run_ctx r = {net, batch, 0, threads, tensors, scratch, slots};
-    const mnq_pool_job job = {run_image, &r, 1, one_tile_per_image, threads, NULL};
+    run_ctx r = {net, batch, 0, tensors, scratch, slots};
+    /* images wait for no one: a thread another process slows costs only its own images, so
+     * every thread asked for helps even on CPUs shared with other work (no adapting) */
+    const mnq_pool_job job = {run_image, &r, 1, one_tile_per_image, threads, 0, NULL};
     return mnq_pool_run(&job);
   }
   const int step = apart ? sub_batch_images(net, batch, threads) : batch;
   for (int i = 0; layer_seconds && i < net->num_layers; i++) layer_seconds[i] = 0; /* sub-batches add */
   for (int first = 0; first < batch; first += step) {
-    run_ctx r = {net, batch - first < step ? batch - first : step, first, threads, tensors, scratch, NULL};
-    const mnq_pool_job job = {run_tile, &r, net->num_layers, layer_tiles, threads, layer_seconds};
+    run_ctx r = {net, batch - first < step ? batch - first : step, first, tensors, scratch, NULL};
+    const mnq_pool_job job = {run_tile, &r, net->num_layers, layer_tiles, threads, mnq_net_adapts_threads(net), layer_seconds};
     if (mnq_pool_run(&job)) return -1;
   }
   return 0;

@@ -13,10 +13,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef __linux__
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
-#include <unistd.h>
 #endif
 
 /* The claim word packs everything a worker must check before it may touch the
@@ -68,6 +69,7 @@ static uint32_t g_stages_timed;  /* stages whose end time is written (profiling 
  * the pool; while there are any, that job's workers stop claiming tiles, so the threads
  * on the CPUs stay within what the running job asked for. */
 static int g_alone;
+static int g_budget; /* participants of the job holding the pool: what callers running alone may use */
 
 /* The current job, valid for a thread that holds a claimed tile. */
 static mnq_pool_job g_job;
@@ -275,11 +277,62 @@ static int reserve_stages(int n) {
   return 0;
 }
 
+/* Threads runnable system-wide right now, this one included (the 4th field of
+ * /proc/loadavg, "running/total"); 0 when unknown. */
+static int runnable_threads(void) {
+#ifdef __linux__
+  const int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char text[128];
+  const ssize_t n = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  text[n] = 0;
+  const char *p = text;
+  for (int field = 0; field < 3; field++) { /* skip the three load averages */
+    while (*p && *p != ' ') p++;
+    while (*p == ' ') p++;
+  }
+  int running = 0;
+  while (*p >= '0' && *p <= '9' && running < 1000000) running = running * 10 + (*p++ - '0');
+  return *p == '/' ? running : 0;
+#else
+  return 0;
+#endif
+}
+
+static long g_cpus; /* online CPUs, read once */
+static pthread_once_t g_cpus_once = PTHREAD_ONCE_INIT;
+static void read_cpus(void) { g_cpus = sysconf(_SC_NPROCESSORS_ONLN); }
+
+/* Participants for a job that asked for `wanted` (> 1) when the CPUs other processes keep
+ * busy are not counted on; under g_lock (it reads g_workers). */
+static int threads_free_locked(int wanted) {
+  pthread_once(&g_cpus_once, read_cpus);
+  const int running = runnable_threads();
+  if (running <= 0 || g_cpus <= 0) return wanted;
+  /* this pool's own runnable threads will work for the job (awake workers) or are
+   * already within its budget (callers running alone): they are not other load */
+  const int ours = 1 + (g_workers - (int)__atomic_load_n(&g_sleeping, __ATOMIC_RELAXED)) +
+                   __atomic_load_n(&g_alone, __ATOMIC_RELAXED);
+  const long others = running > ours ? running - ours : 0;
+  const long free_cpus = g_cpus - others;
+  return free_cpus < 1 ? 1 : free_cpus < wanted ? (int)free_cpus : wanted;
+}
+
+int mnq_pool_threads_free(int wanted) {
+  if (wanted <= 1) return 1;
+  pthread_mutex_lock(&g_lock);
+  const int threads = threads_free_locked(wanted);
+  pthread_mutex_unlock(&g_lock);
+  return threads;
+}
+
 /* The whole job on the calling thread, in order. */
 static void run_inline(const mnq_pool_job *job) {
   double t0 = job->stage_seconds ? now_seconds() : 0.0;
   for (int s = 0; s < job->num_stages; s++) {
-    const int asked = job->tiles(job->ctx, s), tiles = asked > 1 ? asked : 1;
+    const int asked = job->tiles(job->ctx, s, 1), tiles = asked > 1 ? asked : 1;
     for (int t = 0; t < tiles; t++) job->fn(job->ctx, s, t, tiles, 0);
     if (job->stage_seconds) {
       const double t1 = now_seconds();
@@ -293,7 +346,7 @@ static void run_inline(const mnq_pool_job *job) {
  * that keeps the threads on the CPUs within what the running job asked for (its workers
  * step aside, see work()). 0 when there is no room: then wait for the pool. */
 static int run_alongside(const mnq_pool_job *job) {
-  const int budget = CLAIM_THREADS(__atomic_load_n(&g_claim, __ATOMIC_ACQUIRE));
+  const int budget = __atomic_load_n(&g_budget, __ATOMIC_ACQUIRE);
   int alone = __atomic_load_n(&g_alone, __ATOMIC_RELAXED);
   while (alone + 1 < budget && alone + 1 < job->threads) {
     if (__atomic_compare_exchange_n(&g_alone, &alone, alone + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
@@ -315,8 +368,14 @@ int mnq_pool_run(const mnq_pool_job *job) {
     if (run_alongside(job)) return 0;
     pthread_mutex_lock(&g_lock);
   }
-  const int threads = ensure_workers(job->threads);
-  if (threads == 1 || reserve_stages(job->num_stages)) {
+  const int threads = ensure_workers(job->adapt_threads ? threads_free_locked(job->threads) : job->threads);
+  __atomic_store_n(&g_budget, threads, __ATOMIC_RELEASE);
+  if (threads == 1) { /* holding the pool: other callers wait rather than add load */
+    run_inline(job);
+    pthread_mutex_unlock(&g_lock);
+    return 0;
+  }
+  if (reserve_stages(job->num_stages)) {
     pthread_mutex_unlock(&g_lock);
     run_inline(job);
     return 0;
@@ -324,7 +383,7 @@ int mnq_pool_run(const mnq_pool_job *job) {
   uint64_t total = 0;
   g_first[0] = 0;
   for (int s = 0; s < job->num_stages; s++) {
-    const int tiles = job->tiles(job->ctx, s);
+    const int tiles = job->tiles(job->ctx, s, threads);
     total += (uint64_t)(tiles > 1 ? tiles : 1);
     if (total > MAX_TILES) {
       pthread_mutex_unlock(&g_lock);

@@ -11,8 +11,11 @@
  * One job holds the pool at a time. A caller that finds it busy runs its job alone
  * on its own thread if the running job asked for more threads than are busy (its
  * workers then step aside), else waits for the pool: concurrent callers never put
- * more threads on the CPUs than the running job asked for. Worker threads exist
- * while at least one user (a net) holds the pool; the last release joins them. */
+ * more threads on the CPUs than the running job asked for. A job may adapt: it then
+ * gets no more participants than the CPUs other processes leave free (down to the
+ * caller alone, which keeps the pool so other callers wait rather than add load).
+ * Worker threads exist while at least one user (a net) holds the pool; the last
+ * release joins them. */
 #ifndef MNQ_THREADPOOL_H
 #define MNQ_THREADPOOL_H
 
@@ -26,8 +29,10 @@ typedef struct {
   mnq_tile_fn fn;
   void *ctx;
   int num_stages;
-  int (*tiles)(void *ctx, int stage); /* tiles of a stage, >= 1 (asked once per run) */
+  int (*tiles)(void *ctx, int stage, int threads); /* tiles of a stage for this many participants,
+                                                     >= 1 (asked once per run) */
   int threads;          /* participants wanted, the caller included (>= 1) */
+  int adapt_threads;    /* 1: fewer participants while other processes keep CPUs busy */
   double *stage_seconds; /* optional [num_stages]: wall time from the previous stage's end, added */
 } mnq_pool_job;
 
@@ -39,6 +44,11 @@ void mnq_pool_release(void);
  * Returns 0, or -1 when the job is malformed. Threads that cannot be started
  * (OS limit) only mean fewer participants, never a failed job. */
 int mnq_pool_run(const mnq_pool_job *job);
+
+/* Participants an adapting job that wants `wanted` gets now: at most the CPUs that threads
+ * runnable outside this pool leave free (Linux: the count in /proc/loadavg), at least 1;
+ * `wanted` where the count cannot be read. */
+int mnq_pool_threads_free(int wanted);
 
 #define MNQ_MAX_THREADS 1024 /* more would only exhaust the OS's thread limit */
 

@@ -38,6 +38,9 @@ cdef extern from "mnq.h":
     void mnq_net_destroy(mnq_net *net)
     const char *mnq_net_kernel_name(const mnq_net *net, int layer)
     size_t mnq_net_scratch_bytes(const mnq_net *net, int num_threads) nogil
+    void mnq_net_set_adapt_threads(mnq_net *net, int adapt)
+    int mnq_net_adapts_threads(const mnq_net *net)
+    int mnq_threads_free(int requested) nogil
     int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t *scratch,
                     int num_threads, double *layer_seconds) nogil
 
@@ -54,6 +57,14 @@ def supported_isas():
     """Names of the instruction-set levels this CPU and OS can run."""
     cdef unsigned mask = mnq_isa_supported_mask()
     return [name for i, name in enumerate(ISA_NAMES) if mask & (1u << i)]
+
+
+def threads_free(int requested):
+    """Threads an adapting run asking for `requested` would use now (mnq_threads_free)."""
+    cdef int threads
+    with nogil:  # it may wait for another caller's job to leave the pool
+        threads = mnq_threads_free(requested)
+    return threads
 
 
 def best_isa():
@@ -176,6 +187,15 @@ cdef class Net:
 
     def scratch_bytes(self, int num_threads):
         return mnq_net_scratch_bytes(self.net, num_threads)
+
+    @property
+    def adapt_threads(self):
+        """True: runs use no more threads than other runnable threads leave CPUs free (mnq.h)."""
+        return bool(mnq_net_adapts_threads(self.net))
+
+    @adapt_threads.setter
+    def adapt_threads(self, bint adapt):
+        mnq_net_set_adapt_threads(self.net, adapt)
 
     def run(self, list tensors, int batch, int num_threads, cnp.ndarray scratch=None, bint profile=False):
         """Run all layers. tensors[i] are C-contiguous uint8 arrays of at least

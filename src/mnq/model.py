@@ -97,7 +97,8 @@ class _Workspace:
 class Model:
     """A loaded network. Thread-safe: concurrent calls each use their own workspace."""
 
-    def __init__(self, graph: Graph, num_threads: Optional[int] = None, isa: Optional[str] = None, labels=None):
+    def __init__(self, graph: Graph, num_threads: Optional[int] = None, isa: Optional[str] = None, labels=None,
+                 adapt_threads: bool = True):
         self.graph = graph
         isa = resolve_isa(isa)
         if not graph.layers or tuple(graph.input_shape) != tuple(graph.layers[0].in_shape):
@@ -111,6 +112,7 @@ class Model:
         self._sizes = self._net.tensor_sizes
         self._largest = max(self._sizes)
         self.num_threads = num_threads
+        self.adapt_threads = adapt_threads
         out_h, out_w, out_c = graph.layers[-1].out_shape
         self.num_outputs = out_h * out_w * out_c
         self.labels = _labels_from(Path(graph.source), self.num_outputs, labels, graph.labels)
@@ -129,6 +131,19 @@ class Model:
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 1 <= value <= MAX_THREADS:
             raise ValueError(f"num_threads must be an integer from 1 to {MAX_THREADS}, got {value!r}")
         self._num_threads = int(value)
+
+    @property
+    def adapt_threads(self) -> bool:
+        """True (the default): each run uses at most the CPUs that other runnable threads (other
+        processes, the application's own) leave free, down to one, so a busy machine is not
+        oversubscribed; False: always num_threads. Results are the same bytes either way."""
+        return self._net.adapt_threads
+
+    @adapt_threads.setter
+    def adapt_threads(self, value: bool):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"adapt_threads must be True or False, got {value!r}")
+        self._net.adapt_threads = bool(value)
 
     @property
     def input_shape(self) -> tuple:
@@ -445,13 +460,15 @@ def _preprocessed(image, size: tuple) -> np.ndarray:
 
 
 def load(path: Union[None, str, os.PathLike] = None, num_threads: Optional[int] = None, isa: Optional[str] = None,
-         labels: Union[None, str, os.PathLike, Sequence[str]] = None) -> Model:
+         labels: Union[None, str, os.PathLike, Sequence[str]] = None, adapt_threads: bool = True) -> Model:
     """Load a uint8 MobileNet-family model.
 
     path: a .tflite or .mnq file, or a TF1 Hub quantops module (its directory or the .tar.gz
          tfhub.dev serves; converted once, with TensorFlow, into an .mnq in the user cache,
          keyed by the module's content). None: the model `mnq fetch` downloaded.
     num_threads: threads per inference, the caller's included (default: all available cores).
+    adapt_threads: True (default): a run uses fewer threads while other runnable threads keep
+         CPUs busy, never more than the free CPUs (at least one); False: always num_threads.
     isa: force an instruction-set level (x86: 'scalar', 'avx2', 'avx512vnni', 'amx'; Arm:
          'scalar', 'neon', 'neondot', 'neoni8mm'); default env MNQ_ISA, else the best this CPU supports.
     labels: list of class names or a text file (one per line); by default taken
@@ -469,6 +486,6 @@ def load(path: Union[None, str, os.PathLike] = None, num_threads: Optional[int] 
         converted = cached_module(path)
         graph = read_graph(converted)
         graph.source = str(path)  # labels beside the module are found, messages name it
-        return Model(graph, num_threads=num_threads, isa=isa, labels=labels)
-    return Model(read_graph(path), num_threads=num_threads, isa=isa, labels=labels)
+        return Model(graph, num_threads=num_threads, isa=isa, labels=labels, adapt_threads=adapt_threads)
+    return Model(read_graph(path), num_threads=num_threads, isa=isa, labels=labels, adapt_threads=adapt_threads)
 

@@ -154,17 +154,23 @@ int main(int argc, char **argv) {
     if (!(mnq_isa_supported_mask() & (1u << isa))) continue;
     mnq_net *net = mnq_net_create(m->layers, m->num_layers, isa, err, sizeof(err));
     expect(net != NULL, "net at every supported level");
-    for (int threads = 1; net && threads <= 3; threads++) {
-      const size_t bytes = mnq_net_arena_bytes(net, 1, threads);
-      void *arena = malloc(bytes);
-      memset(out, 0xAA, (size_t)m->output_size);
-      expect(mnq_net_run_arena(net, 1, x, out, arena, bytes, threads) == 0, "run with arena");
-      const int same = !memcmp(out, ref, (size_t)m->output_size);
-      if (!same) printf("  %s, %d threads: output differs from scalar\n", mnq_isa_name(isa), threads);
-      expect(same, "arena output equals the scalar output");
-      expect(mnq_net_run_arena(net, 1, x, out, arena, bytes - 64, threads) == -1, "short arena rejected");
-      free(arena);
-    }
+    expect(!net || mnq_net_adapts_threads(net), "a net adapts its threads by default");
+    /* adapting (as many threads as the CPUs left free) and fixed (exactly as asked) */
+    for (int threads = 1; net && threads <= 3; threads++)
+      for (int adapt = 0; adapt <= 1; adapt++) {
+        mnq_net_set_adapt_threads(net, adapt);
+        const size_t bytes = mnq_net_arena_bytes(net, 1, threads);
+        void *arena = malloc(bytes);
+        memset(out, 0xAA, (size_t)m->output_size);
+        expect(mnq_net_run_arena(net, 1, x, out, arena, bytes, threads) == 0, "run with arena");
+        const int same = !memcmp(out, ref, (size_t)m->output_size);
+        if (!same)
+          printf("  %s, %d threads%s: output differs from scalar\n", mnq_isa_name(isa), threads,
+                 adapt ? " (adapting)" : "");
+        expect(same, "arena output equals the scalar output");
+        expect(mnq_net_run_arena(net, 1, x, out, arena, bytes - 64, threads) == -1, "short arena rejected");
+        free(arena);
+      }
     if (net && isa == mnq_isa_best()) {
       check_long_batch(m, net, in_bytes);
       pthread_t callers[4];
@@ -179,6 +185,9 @@ int main(int argc, char **argv) {
     }
     mnq_net_destroy(net);
   }
+  const int free4 = mnq_threads_free(4);
+  expect(mnq_threads_free(0) == 1 && mnq_threads_free(1) == 1 && free4 >= 1 && free4 <= 4,
+         "threads free: at least one, at most those asked for");
   expect(mnq_net_create(m->layers, m->num_layers, MNQ_ISA_COUNT, err, sizeof(err)) == NULL && err[0],
          "unknown level rejected");
 
