@@ -23,7 +23,7 @@ static void usage(FILE *f) {
           "  --top K     classes to print per image (default 5)\n"
           "  --labels F  class names, one per line (default: the model's, else a labels file beside it)\n"
           "  --isa LEVEL force an instruction-set level (default: the best this CPU has)\n"
-          "  --threads N threads, this one included (default 1)\n"
+          "  --threads N threads, this one included (default 1; fewer while other work keeps CPUs busy)\n"
           "  --output F  also write every image's raw uint8 output, concatenated, to F\n"
           "  --verbose   print the instruction-set level and the kernel of each layer\n");
 }

@@ -67,7 +67,7 @@ static uint32_t g_stage_sleepers; /* threads asleep on g_stages_ended */
 static uint32_t g_stages_timed;  /* stages whose end time is written (profiling runs) */
 /* Callers running their whole job on their own thread because another caller's job holds
  * the pool; while there are any, that job's workers stop claiming tiles, so the threads
- * on the CPUs stay within what the running job asked for. */
+ * on the CPUs stay within what the running job was given. */
 static int g_alone;
 static int g_budget; /* participants of the job holding the pool: what callers running alone may use */
 
@@ -343,7 +343,7 @@ static void run_inline(const mnq_pool_job *job) {
 }
 
 /* Another caller's job holds the pool: run this one alone on the calling thread when
- * that keeps the threads on the CPUs within what the running job asked for (its workers
+ * that keeps the threads on the CPUs within what the running job was given (its workers
  * step aside, see work()). 0 when there is no room: then wait for the pool. */
 static int run_alongside(const mnq_pool_job *job) {
   const int budget = __atomic_load_n(&g_budget, __ATOMIC_ACQUIRE);

@@ -134,7 +134,8 @@ def add_model_options(p, threads=True):
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     if threads:
         p.add_argument("--threads", type=positive_int, metavar="N",
-                       help="threads per inference (default: all available cores)")
+                       help="threads per inference (default: all available cores; fewer while other work "
+                            "keeps CPUs busy)")
     isas = architecture_isas()
     p.add_argument("--isa", metavar="LEVEL", choices=isas,
                    help=f"force an instruction set: {', '.join(isas)} (default: env MNQ_ISA, else the best "
