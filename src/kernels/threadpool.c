@@ -67,9 +67,12 @@ static uint32_t g_stage_sleepers; /* threads asleep on g_stages_ended */
 static uint32_t g_stages_timed;  /* stages whose end time is written (profiling runs) */
 /* Callers running their whole job on their own thread because another caller's job holds
  * the pool; while there are any, that job's workers stop claiming tiles, so the threads
- * on the CPUs stay within what the running job was given. */
+ * on the CPUs stay within what the running job asked for. */
 static int g_alone;
-static int g_budget; /* participants of the job holding the pool: what callers running alone may use */
+/* Threads the job holding the pool asked for: callers running alone fill what it leaves,
+ * even when it adapted to fewer (the application's own threads, other callers among them,
+ * count as load when a job adapts; the callers then take their share as runs of their own). */
+static int g_budget;
 
 /* The current job, valid for a thread that holds a claimed tile. */
 static mnq_pool_job g_job;
@@ -305,25 +308,41 @@ static long g_cpus; /* online CPUs, read once */
 static pthread_once_t g_cpus_once = PTHREAD_ONCE_INIT;
 static void read_cpus(void) { g_cpus = sysconf(_SC_NPROCESSORS_ONLN); }
 
-/* Participants for a job that asked for `wanted` (> 1) when the CPUs other processes keep
- * busy are not counted on; under g_lock (it reads g_workers). */
-static int threads_free_locked(int wanted) {
+/* Runnable threads outside this pool now, -1 when unknown; under g_lock (it reads g_workers). */
+static long other_load_locked(void) {
   pthread_once(&g_cpus_once, read_cpus);
   const int running = runnable_threads();
-  if (running <= 0 || g_cpus <= 0) return wanted;
+  if (running <= 0 || g_cpus <= 0) return -1;
   /* this pool's own runnable threads will work for the job (awake workers) or are
    * already within its budget (callers running alone): they are not other load */
   const int ours = 1 + (g_workers - (int)__atomic_load_n(&g_sleeping, __ATOMIC_RELAXED)) +
                    __atomic_load_n(&g_alone, __ATOMIC_RELAXED);
-  const long others = running > ours ? running - ours : 0;
+  return running > ours ? running - ours : 0;
+}
+
+/* Participants for a job that wants `wanted` beside `others` runnable threads. */
+static int fit_threads(int wanted, long others) {
+  if (others < 0) return wanted;
   const long free_cpus = g_cpus - others;
   return free_cpus < 1 ? 1 : free_cpus < wanted ? (int)free_cpus : wanted;
+}
+
+/* The load an adapting job saw; a job counts the smaller of its own sample and this one, so
+ * a thread that is runnable for an instant (a kernel thread, a neighbour's short burst) does
+ * not cost a quiet machine's job its threads, while a busy process shows in both. */
+static long g_other_load_before = LONG_MAX;
+
+static int adapted_threads_locked(int wanted) {
+  const long now = other_load_locked();
+  const long others = now < g_other_load_before ? now : g_other_load_before;
+  g_other_load_before = now < 0 ? LONG_MAX : now;
+  return fit_threads(wanted, others);
 }
 
 int mnq_pool_threads_free(int wanted) {
   if (wanted <= 1) return 1;
   pthread_mutex_lock(&g_lock);
-  const int threads = threads_free_locked(wanted);
+  const int threads = fit_threads(wanted, other_load_locked());
   pthread_mutex_unlock(&g_lock);
   return threads;
 }
@@ -343,7 +362,7 @@ static void run_inline(const mnq_pool_job *job) {
 }
 
 /* Another caller's job holds the pool: run this one alone on the calling thread when
- * that keeps the threads on the CPUs within what the running job was given (its workers
+ * that keeps the threads on the CPUs within what the running job asked for (its workers
  * step aside, see work()). 0 when there is no room: then wait for the pool. */
 static int run_alongside(const mnq_pool_job *job) {
   const int budget = __atomic_load_n(&g_budget, __ATOMIC_ACQUIRE);
@@ -368,9 +387,9 @@ int mnq_pool_run(const mnq_pool_job *job) {
     if (run_alongside(job)) return 0;
     pthread_mutex_lock(&g_lock);
   }
-  const int threads = ensure_workers(job->adapt_threads ? threads_free_locked(job->threads) : job->threads);
-  __atomic_store_n(&g_budget, threads, __ATOMIC_RELEASE);
-  if (threads == 1) { /* holding the pool: other callers wait rather than add load */
+  const int threads = ensure_workers(job->adapt_threads ? adapted_threads_locked(job->threads) : job->threads);
+  __atomic_store_n(&g_budget, job->threads, __ATOMIC_RELEASE);
+  if (threads == 1) { /* holding the pool: beyond the threads asked for, other callers wait */
     run_inline(job);
     pthread_mutex_unlock(&g_lock);
     return 0;

@@ -9,11 +9,12 @@
  * soon as the last tile is done. Idle threads spin briefly, then sleep.
  *
  * One job holds the pool at a time. A caller that finds it busy runs its job alone
- * on its own thread if the running job was given more threads than are busy (its
+ * on its own thread if the running job asked for more threads than are busy (its
  * workers then step aside), else waits for the pool: concurrent callers never put
- * more threads on the CPUs than the running job was given. A job may adapt: it then
- * gets no more participants than the CPUs other processes leave free (down to the
- * caller alone, which keeps the pool so other callers wait rather than add load).
+ * more threads on the CPUs than the running job asked for. A job may adapt: it then
+ * gets no more participants than the CPUs that threads outside the pool leave free
+ * (down to the caller alone); other callers still fill what it asked for with runs of
+ * their own, which wait for no one.
  * Worker threads exist while at least one user (a net) holds the pool; the last
  * release joins them. */
 #ifndef MNQ_THREADPOOL_H
