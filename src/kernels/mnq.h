@@ -135,8 +135,9 @@ int mnq_net_threads_usable(int requested);
  * The bytes computed are the same either way. */
 void mnq_net_set_adapt_threads(mnq_net *net, int adapt);
 int mnq_net_adapts_threads(const mnq_net *net);
-/* Threads an adapting run asking for `requested` would use now (Linux reads the count of
- * runnable threads in /proc/loadavg; elsewhere it is `requested`, clamped). */
+/* Threads the CPUs free at this instant allow a run asking for `requested`: the count an
+ * adapting run weighs with the previous run's (Linux reads the runnable threads in
+ * /proc/loadavg; elsewhere it is `requested`, clamped). */
 int mnq_threads_free(int requested);
 
 /* ---- One caller-supplied arena for a whole inference (embedded use) ----

@@ -46,9 +46,9 @@ void mnq_pool_release(void);
  * (OS limit) only mean fewer participants, never a failed job. */
 int mnq_pool_run(const mnq_pool_job *job);
 
-/* Participants an adapting job that wants `wanted` gets now: at most the CPUs that threads
- * runnable outside this pool leave free (Linux: the count in /proc/loadavg), at least 1;
- * `wanted` where the count cannot be read. */
+/* Participants the CPUs that threads runnable outside this pool leave free at this instant
+ * allow a job that wants `wanted` (Linux: the count in /proc/loadavg), at least 1; `wanted`
+ * where the count cannot be read. An adapting job weighs it with the previous job's count. */
 int mnq_pool_threads_free(int wanted);
 
 #define MNQ_MAX_THREADS 1024 /* more would only exhaust the OS's thread limit */

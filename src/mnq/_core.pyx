@@ -60,7 +60,7 @@ def supported_isas():
 
 
 def threads_free(int requested):
-    """Threads an adapting run asking for `requested` would use now (mnq_threads_free)."""
+    """Threads the CPUs free at this instant allow a run asking for `requested` (mnq_threads_free)."""
     cdef int threads
     with nogil:  # it may wait for another caller's job to leave the pool
         threads = mnq_threads_free(requested)
