@@ -368,7 +368,8 @@ int mnq_net_run(const mnq_net *net, int batch, uint8_t *const *tensors, uint8_t 
   for (int i = 0; layer_seconds && i < net->num_layers; i++) layer_seconds[i] = 0; /* sub-batches add */
   for (int first = 0; first < batch; first += step) {
     run_ctx r = {net, batch - first < step ? batch - first : step, first, tensors, scratch, NULL};
-    const mnq_pool_job job = {run_tile, &r, net->num_layers, layer_tiles, threads, mnq_net_adapts_threads(net), layer_seconds};
+    const mnq_pool_job job = {run_tile, &r, net->num_layers, layer_tiles, threads, mnq_net_adapts_threads(net),
+                              layer_seconds};
     if (mnq_pool_run(&job)) return -1;
   }
   return 0;
