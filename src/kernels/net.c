@@ -239,6 +239,12 @@ static int layer_tiles(void *ctx, int layer, int threads) {
     const int64_t taps = (int64_t)d->k_h * d->k_w * (d->op == MNQ_OP_DEPTHWISE ? 1 : d->in_c);
     const int64_t macs = (int64_t)r->batch * d->out_h * d->out_w * d->out_c * taps;
     int64_t tiles = macs / MIN_TILE_MACS;
+    /* fewer pixels than output channels (the late pointwise layers): the x86 kernels split
+     * column blocks, and every such tile prepares all the rows again (AVX2 widens them to
+     * int16, VNNI sums them); Arm's kernels split rows, and every tile streams all the
+     * weights. One tile per thread does that once per thread. */
+    if (d->op == MNQ_OP_POINTWISE && (int64_t)r->batch * d->out_h * d->out_w < d->out_c && tiles > threads)
+      tiles = threads;
     if (d->op == MNQ_OP_DEPTHWISE) {
       /* a depthwise tile split by output rows re-reads (widens) the input rows above its
        * first one (the AVX2 kernel splits channel blocks first, the others rows): tiles of

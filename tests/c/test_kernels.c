@@ -116,6 +116,7 @@ static uint8_t *run(const mnq_layer_desc *d, const uint8_t *x, int batch, int is
     printf("FAIL create at %s: %s\n", mnq_isa_name(isa), err);
     return NULL;
   }
+  mnq_net_set_adapt_threads(net, 0); /* the tiling of exactly `threads`, whatever else the machine runs */
   const size_t out_bytes = (size_t)batch * d->out_h * d->out_w * d->out_c;
   uint8_t *out = malloc(out_bytes), *scratch = malloc(mnq_net_scratch_bytes(net, threads) + 1);
   uint8_t *tensors[2] = {(uint8_t *)x, out};
