@@ -156,16 +156,17 @@ static int may_claim(uint32_t value, uint32_t gen) {
   return CLAIM_GEN(c) != gen || CLAIM_LEFT(c) == 0 || READY_GEN(r) != gen || CLAIM_LEFT(c) > READY_BLOCKED(r);
 }
 
-/* Claim and run tiles of generation `gen` until none is left. */
-static void work(uint32_t gen, int participant) {
+/* Claim and run tiles of generation `gen` until none is left; 1 when this worker stepped
+ * aside for a caller running alone. */
+static int work(uint32_t gen, int participant) {
   int stage = 0;
   for (;;) {
     uint64_t c = __atomic_load_n(&g_claim, __ATOMIC_ACQUIRE);
-    if (CLAIM_GEN(c) != gen || CLAIM_LEFT(c) == 0) return;
+    if (CLAIM_GEN(c) != gen || CLAIM_LEFT(c) == 0) return 0;
     /* a worker gives its place to a caller running alone (the caller, participant 0, never does) */
-    if (participant >= CLAIM_THREADS(c) - __atomic_load_n(&g_alone, __ATOMIC_RELAXED) && participant > 0) return;
+    if (participant >= CLAIM_THREADS(c) - __atomic_load_n(&g_alone, __ATOMIC_RELAXED) && participant > 0) return 1;
     const uint64_t r = __atomic_load_n(&g_ready, __ATOMIC_SEQ_CST);
-    if (READY_GEN(r) != gen) return; /* the job is over and another began */
+    if (READY_GEN(r) != gen) return 0; /* the job is over and another began */
     if (CLAIM_LEFT(c) <= READY_BLOCKED(r)) { /* the next tile's stage waits for tiles others run */
       wait_until(&g_stages_ended, &g_stage_sleepers, may_claim, gen, STAGE_SPIN_NS);
       continue;
@@ -199,11 +200,13 @@ static void *worker_main(void *arg) {
   const int id = (int)(intptr_t)arg;
   /* look at the current job once: a worker started for it may still help */
   uint32_t seen = __atomic_load_n(&g_wake, __ATOMIC_ACQUIRE) - 1;
+  int stepped_aside = 0;
   for (;;) {
-    const uint32_t now = wait_until(&g_wake, &g_sleeping, differs, seen, IDLE_SPIN_NS);
+    /* a worker that stepped aside leaves its CPU to the caller running alone at once */
+    const uint32_t now = wait_until(&g_wake, &g_sleeping, differs, seen, stepped_aside ? 0 : IDLE_SPIN_NS);
     seen = now;
     if (__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE)) return NULL;
-    work(now & GEN_MASK, id);
+    stepped_aside = work(now & GEN_MASK, id);
   }
 }
 
@@ -389,7 +392,9 @@ int mnq_pool_run(const mnq_pool_job *job) {
   }
   const int threads = ensure_workers(job->adapt_threads ? adapted_threads_locked(job->threads) : job->threads);
   __atomic_store_n(&g_budget, job->threads, __ATOMIC_RELEASE);
-  if (threads == 1) { /* holding the pool: beyond the threads asked for, other callers wait */
+  /* holding the pool: beyond the threads asked for, other callers wait. With callers
+   * running alone in every worker's place, the job runs on this thread, whole layers at a time. */
+  if (threads - __atomic_load_n(&g_alone, __ATOMIC_ACQUIRE) <= 1) {
     run_inline(job);
     pthread_mutex_unlock(&g_lock);
     return 0;
@@ -419,7 +424,7 @@ int mnq_pool_run(const mnq_pool_job *job) {
   __atomic_store_n(&g_ready, READY(gen, total - (uint64_t)g_first[1]), __ATOMIC_SEQ_CST); /* stage 0 may start */
   __atomic_store_n(&g_claim, CLAIM(gen, threads, total), __ATOMIC_RELEASE);
   publish_wake(); /* g_wake becomes gen (mod 2^GEN_BITS) */
-  work(gen, 0);
+  (void)work(gen, 0);
   wait_done((uint32_t)total);
   if (job->stage_seconds) {
     while (__atomic_load_n(&g_stages_timed, __ATOMIC_ACQUIRE) < (uint32_t)job->num_stages) cpu_relax();
