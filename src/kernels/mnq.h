@@ -136,7 +136,7 @@ int mnq_net_threads_usable(int requested);
 void mnq_net_set_adapt_threads(mnq_net *net, int adapt);
 int mnq_net_adapts_threads(const mnq_net *net);
 /* Threads the CPUs free at this instant allow a run asking for `requested`: the count an
- * adapting run weighs with the previous run's (Linux reads the runnable threads in
+ * adapting run weighs with the previous two runs' (Linux reads the runnable threads in
  * /proc/loadavg; elsewhere it is `requested`, clamped). */
 int mnq_threads_free(int requested);
 

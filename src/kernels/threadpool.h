@@ -48,7 +48,7 @@ int mnq_pool_run(const mnq_pool_job *job);
 
 /* Participants the CPUs that threads runnable outside this pool leave free at this instant
  * allow a job that wants `wanted` (Linux: the count in /proc/loadavg), at least 1; `wanted`
- * where the count cannot be read. An adapting job weighs it with the previous job's count. */
+ * where the count cannot be read. An adapting job takes the smallest of it and the previous two jobs' counts. */
 int mnq_pool_threads_free(int wanted);
 
 #define MNQ_MAX_THREADS 1024 /* more would only exhaust the OS's thread limit */
