@@ -73,12 +73,14 @@ def side_by_side_runner(path: Path, batch: int, reps: int = 4):
 
 def interleaved_medians(runners: dict, seconds: float, rounds: int = 15) -> dict:
     """{name: median seconds per call}: each round times every engine for seconds/rounds
-    (mnq.benchmark.measure), after one warm-up call each."""
+    (mnq.benchmark.measure), after one warm-up call each; rounds alternate direction."""
     for run, x, *_ in runners.values():
         run(x)
     samples = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, (run, x, *_) in runners.items():
+    for i in range(rounds):
+        # every other round backwards: no engine always runs right after the same one (a
+        # 2-thread engine after a 1-thread one finds the second CPU idle, its worker asleep)
+        for name, (run, x, *_) in list(runners.items())[::-1 if i % 2 else 1]:
             samples[name] += benchmark.measure(run, x, seconds / rounds, min_runs=1)
     # a runner's optional third field: batches per call
     return {name: float(np.median(samples[name])) / (r[2] if len(r) > 2 else 1) for name, r in runners.items()}
