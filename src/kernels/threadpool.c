@@ -334,16 +334,16 @@ static int fit_threads(int wanted, long others) {
  * sample, so a thread that is runnable for an instant (a kernel thread, a neighbour's short
  * burst) does not cost a quiet machine's job its threads, while a busy process shows in all.
  * With two samples 1.8-2.5% of quiet jobs still lost a thread, with three 0.4-0.8%. */
-#define LOAD_SAMPLES 3
-static long g_other_load_before[LOAD_SAMPLES - 1] = {LONG_MAX, LONG_MAX};
+static long g_other_load_before[2] = {LONG_MAX, LONG_MAX}; /* the previous two jobs' samples */
 static unsigned g_load_sample;
 
 static int adapted_threads_locked(int wanted) {
+  enum { BEFORE = sizeof g_other_load_before / sizeof g_other_load_before[0] };
   const long now = other_load_locked();
   long others = now;
-  for (int i = 0; i < LOAD_SAMPLES - 1; i++)
+  for (int i = 0; i < BEFORE; i++)
     if (g_other_load_before[i] < others) others = g_other_load_before[i];
-  g_other_load_before[g_load_sample++ % (LOAD_SAMPLES - 1)] = now < 0 ? LONG_MAX : now;
+  g_other_load_before[g_load_sample++ % BEFORE] = now < 0 ? LONG_MAX : now;
   return fit_threads(wanted, others);
 }
 
