@@ -14,8 +14,9 @@ threading of one inference can beat.
 
 Engines: mnq on the uint8 model, TFLite + XNNPACK on the int8 model (XNNPACK's fastest path), ONNX
 Runtime on the uint8 model (a cached tf2onnx conversion, when tf2onnx and onnxruntime are
-installed). Rounds are interleaved (every engine once per round) so drifting machine load
-touches all engines alike. Nothing here asserts on time.
+installed). Rounds are interleaved (every engine once per round, every other round in reverse
+order) so drifting machine load touches all engines alike and no engine always follows the
+same one. Nothing here asserts on time.
 """
 from __future__ import annotations
 
